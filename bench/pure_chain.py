@@ -1,0 +1,79 @@
+"""Events/s of the pure chain (parse + validate + normalize + infer) on one core,
+next to ``json.loads`` alone on the same corpus in the same run.
+
+    python -m bench.pure_chain [--events 50000] [--repeat 5]
+
+Prints the best of ``--repeat`` timed passes for each, and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import time
+from datetime import datetime, timezone
+from typing import Callable
+
+from bench.corpus import generate
+from transforms.chain import ModelConfig, RawMessage, process_payload
+from transforms.deadletter import DeadLetter
+
+
+def _best_of(repeat: int, work: Callable[[], None]) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        gc.collect()
+        started = time.perf_counter()
+        work()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args(argv)
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
+
+    lines = generate(args.events)
+    size = sum(map(len, lines))
+    config = ModelConfig()
+    received = datetime(2026, 11, 2, tzinfo=timezone.utc)
+    loaded = "2026-11-02T00:00:01.000000Z"
+    messages = [RawMessage(line) for line in lines]
+
+    def json_loads() -> None:
+        loads = json.loads
+        for line in lines:
+            loads(line)
+
+    outputs = {"rows": 0, "dead_letters": 0}
+
+    def chain() -> None:
+        rows = dead = 0
+        for message in messages:
+            for item in process_payload(message, received, loaded, config):
+                if isinstance(item, DeadLetter):
+                    dead += 1
+                else:
+                    rows += 1
+        outputs.update(rows=rows, dead_letters=dead)
+
+    json_seconds = _best_of(args.repeat, json_loads)
+    chain_seconds = _best_of(args.repeat, chain)
+    json_rate = args.events / json_seconds
+    chain_rate = args.events / chain_seconds
+    print(f"corpus: {args.events} events, {size / args.events:.0f} bytes/event on average")
+    print(f"json.loads alone : {json_rate:12,.0f} events/s")
+    print(f"pure chain       : {chain_rate:12,.0f} events/s "
+          f"({outputs['rows']} rows, {outputs['dead_letters']} dead letters)")
+    print(f"ratio chain/json.loads: {chain_rate / json_rate:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

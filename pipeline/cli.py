@@ -1,0 +1,37 @@
+"""The ``opentrack`` command: ``preview`` and ``run``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Sequence
+
+from pipeline import preview, run
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(
+        prog="opentrack", description="Segment-spec analytics events into BigQuery."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    preview_parser = commands.add_parser(
+        "preview", help="print the rows and dead letters events become (no cloud calls)"
+    )
+    preview.add_arguments(preview_parser)
+    commands.add_parser(
+        "run",
+        help="run the pipeline; every other flag is a Beam pipeline option "
+        "(see pipeline/options.py)",
+        add_help=False,
+    )
+    if argv[:1] == ["run"]:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        return run.main(argv[1:])
+    args = parser.parse_args(argv)
+    return preview.main(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

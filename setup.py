@@ -1,0 +1,32 @@
+"""OpenTrack-Beam: Segment-spec analytics events into BigQuery, on Apache Beam."""
+
+from setuptools import find_packages, setup
+
+# Exact pins: the Flex Template image and the workers must run what CI tested.
+# Transitive versions are pinned in constraints.txt (pip install -c constraints.txt).
+INSTALL_REQUIRES = [
+    "apache-beam[gcp]==2.77.0",
+    "google-cloud-bigquery==3.47.0",
+    "google-cloud-pubsub==2.44.0",
+    "google-cloud-storage==3.17.1",
+    # Strict RFC 8259 parsing (rejects NaN/Infinity, lone surrogates, bad UTF-8)
+    # and the fastest encoder for JSON-text columns: the hot path of the product.
+    "orjson==3.13.0",
+]
+
+TEST_REQUIRES = [
+    "pytest==9.2.0",
+    # Property-based tests of validation and normalization.
+    "hypothesis==6.170.15",
+]
+
+setup(
+    name="opentrack-beam",
+    version="0.1.0",
+    description=__doc__,
+    python_requires=">=3.11",
+    packages=find_packages(include=["pipeline", "pipeline.*", "transforms", "transforms.*"]),
+    install_requires=INSTALL_REQUIRES,
+    extras_require={"test": TEST_REQUIRES},
+    entry_points={"console_scripts": ["opentrack=pipeline.cli:main"]},
+)

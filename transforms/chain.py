@@ -1,0 +1,144 @@
+"""The pure event model: raw payload -> routed events -> table rows or dead letters.
+
+The Beam DoFns in ``transforms.event_model`` call these two stages one by one;
+``opentrack preview`` and the benchmark call ``process_payload``, the whole
+chain, so what a user previews is exactly what the pipeline writes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Iterator, Mapping, NamedTuple
+
+from transforms.deadletter import DeadLetter, EventRejected, Reason, Stage, make_dead_letter
+from transforms.naming import NamingConvention
+from transforms.normalize import TableRow, normalize_event
+from transforms.route import DatasetResolver, SourceConfig, resolve_source
+from transforms.timestamps import format_timestamp
+from transforms.validate import Limits, ValidEvent, parse_payload, validate_event
+
+
+_LOG = logging.getLogger(__name__)
+
+
+class RawMessage(NamedTuple):
+    """One input message: a file line or a Pub/Sub message."""
+
+    payload: bytes
+    attributes: Mapping[str, str] | None = None
+    received_at: datetime | None = None  # Pub/Sub publish time; None: read time
+
+
+class RoutedEvent(NamedTuple):
+    """A valid event with its source, dataset and the time the pipeline got it."""
+
+    valid: ValidEvent
+    source: str
+    dataset: str
+    received_at: datetime
+
+
+@dataclass
+class ModelConfig:
+    """Everything the pure chain needs; picklable, so DoFns can carry it."""
+
+    limits: Limits = field(default_factory=Limits)
+    sources: SourceConfig = field(default_factory=SourceConfig)
+
+    def __post_init__(self) -> None:
+        self.naming = NamingConvention()
+        self.datasets = DatasetResolver()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"limits": self.limits, "sources": self.sources}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.limits = state["limits"]
+        self.sources = state["sources"]
+        self.__post_init__()
+
+
+def _as_rejection(error: Exception) -> EventRejected:
+    """Known rejections pass through; anything else is a bug, logged with its trace."""
+    if isinstance(error, EventRejected):
+        return error
+    _LOG.warning("internal error while processing an event", exc_info=error)
+    return EventRejected(Reason.INTERNAL_ERROR, f"{type(error).__name__}: {error}")
+
+
+def route_payload(
+    message: RawMessage, received_at: datetime, config: ModelConfig
+) -> Iterator[RoutedEvent | DeadLetter]:
+    """Stage 1 (validate): split, validate and route every event of a payload."""
+    attributes = message.attributes
+    received_text: str | None = None
+    for parsed in parse_payload(message.payload, config.limits):
+        source: str | None = None
+        try:
+            if parsed.rejection is not None:
+                raise parsed.rejection
+            event = parsed.event
+            assert event is not None
+            source = resolve_source(event, attributes, config.sources)
+            dataset = config.datasets(source)
+            yield RoutedEvent(validate_event(event), source, dataset, received_at)
+        except Exception as error:  # noqa: BLE001 - a bug must not lose the event
+            rejection = _as_rejection(error)
+            if received_text is None:
+                received_text = format_timestamp(received_at)
+            message_id = parsed.event.get("messageId") if parsed.event else None
+            yield make_dead_letter(
+                Stage.VALIDATE,
+                rejection,
+                parsed.payload,
+                source=source,
+                received_at=received_text,
+                message_id=message_id if type(message_id) is str else None,
+            )
+
+
+def rows_for(
+    routed: RoutedEvent,
+    loaded_at: str,
+    config: ModelConfig,
+    dropped: list[str] | None = None,
+) -> list[TableRow] | DeadLetter:
+    """Stage 2 (normalize): the table rows of one routed event."""
+    try:
+        return normalize_event(
+            routed.valid,
+            dataset=routed.dataset,
+            received_at=routed.received_at,
+            loaded_at=loaded_at,
+            naming=config.naming,
+            dropped=dropped,
+        )
+    except Exception as error:  # noqa: BLE001 - a bug must not lose the event
+        rejection = _as_rejection(error)
+        return make_dead_letter(
+            Stage.NORMALIZE,
+            rejection,
+            routed.valid.event,
+            source=routed.source,
+            received_at=format_timestamp(routed.received_at),
+            message_id=routed.valid.message_id,
+        )
+
+
+def process_payload(
+    message: RawMessage, received_at: datetime, loaded_at: str, config: ModelConfig
+) -> list[TableRow | DeadLetter]:
+    """The whole chain for one payload: every row and dead letter it yields."""
+    out: list[TableRow | DeadLetter] = []
+    for item in route_payload(message, message.received_at or received_at, config):
+        if isinstance(item, DeadLetter):
+            out.append(item)
+            continue
+        rows = rows_for(item, loaded_at, config)
+        if isinstance(rows, DeadLetter):
+            out.append(rows)
+        else:
+            out.extend(rows)
+    return out

@@ -1,0 +1,129 @@
+"""Beam adapters of the event model: thin DoFns around ``transforms.chain``.
+
+``EventsToRows`` takes ``RawMessage`` elements and returns an
+``EventsToRowsResult`` with two PCollections: ``rows`` (``TableRow``) and
+``dead_letters`` (``DeadLetter``, from every stage). Step labels are stable
+(streaming updates depend on them).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Callable, Iterator, NamedTuple
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import PCollection, TaggedOutput
+
+from transforms.chain import ModelConfig, RawMessage, RoutedEvent, route_payload, rows_for
+from transforms.deadletter import DeadLetter
+from transforms.normalize import TableRow
+from transforms.timestamps import format_timestamp
+
+ROWS = "rows"
+VALID = "valid"
+DEAD_LETTERS = "dead_letters"
+METRICS_NAMESPACE = "opentrack"
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class FixedClock:
+    """A picklable clock that always answers the same instant (tests, replays)."""
+
+    def __init__(self, moment: datetime) -> None:
+        self.moment = moment
+
+    def __call__(self) -> datetime:
+        return self.moment
+
+
+def line_to_message(line: bytes) -> Iterator[RawMessage]:
+    """A file line as a message; blank lines are not messages (JSONL convention)."""
+    if line.strip():
+        yield RawMessage(line)
+
+
+class ValidateEvents(beam.DoFn):
+    """Split, validate and route payloads; rejections go to ``dead_letters``."""
+
+    def __init__(self, config: ModelConfig, clock: Clock = utc_now) -> None:
+        self._config = config
+        self._clock = clock
+        self._received = Metrics.counter(METRICS_NAMESPACE, "validate_received_messages")
+        self._valid = Metrics.counter(METRICS_NAMESPACE, "validate_valid_events")
+        self._dead = Metrics.counter(METRICS_NAMESPACE, "validate_dead_letters")
+
+    def process(self, message: RawMessage) -> Iterator[RoutedEvent | TaggedOutput]:
+        self._received.inc()
+        received_at = message.received_at or self._clock()
+        for item in route_payload(message, received_at, self._config):
+            if isinstance(item, DeadLetter):
+                self._dead.inc()
+                Metrics.counter(METRICS_NAMESPACE, f"dead_letter_{item.reason}").inc()
+                yield TaggedOutput(DEAD_LETTERS, item)
+            else:
+                self._valid.inc()
+                yield item
+
+
+class NormalizeEvents(beam.DoFn):
+    """Turn each routed event into its table rows."""
+
+    def __init__(self, config: ModelConfig, clock: Clock = utc_now) -> None:
+        self._config = config
+        self._clock = clock
+        self._loaded_at = ""
+        self._events = Metrics.counter(METRICS_NAMESPACE, "normalize_events")
+        self._rows = Metrics.counter(METRICS_NAMESPACE, "normalize_rows")
+        self._dead = Metrics.counter(METRICS_NAMESPACE, "normalize_dead_letters")
+        self._collisions = Metrics.counter(METRICS_NAMESPACE, "normalize_dropped_colliding_keys")
+
+    def start_bundle(self) -> None:
+        # One load time per bundle: uuid_ts/loaded_at need no per-row clock call.
+        self._loaded_at = format_timestamp(self._clock())
+
+    def process(self, routed: RoutedEvent) -> Iterator[TableRow | TaggedOutput]:
+        self._events.inc()
+        dropped: list[str] = []
+        result = rows_for(routed, self._loaded_at, self._config, dropped)
+        if dropped:
+            self._collisions.inc(len(dropped))
+        if isinstance(result, DeadLetter):
+            self._dead.inc()
+            Metrics.counter(METRICS_NAMESPACE, f"dead_letter_{result.reason}").inc()
+            yield TaggedOutput(DEAD_LETTERS, result)
+            return
+        self._rows.inc(len(result))
+        yield from result
+
+
+class EventsToRowsResult(NamedTuple):
+    rows: PCollection
+    dead_letters: PCollection
+
+
+class EventsToRows(beam.PTransform):
+    """RawMessage -> (rows, dead_letters): the event model as one composite."""
+
+    def __init__(self, config: ModelConfig | None = None, clock: Clock = utc_now) -> None:
+        super().__init__()
+        self._config = config or ModelConfig()
+        self._clock = clock
+
+    def expand(self, messages: PCollection) -> EventsToRowsResult:
+        validated = messages | "Validate" >> beam.ParDo(
+            ValidateEvents(self._config, self._clock)
+        ).with_outputs(DEAD_LETTERS, main=VALID)
+        normalized = validated[VALID] | "Normalize" >> beam.ParDo(
+            NormalizeEvents(self._config, self._clock)
+        ).with_outputs(DEAD_LETTERS, main=ROWS)
+        dead_letters = (
+            validated[DEAD_LETTERS],
+            normalized[DEAD_LETTERS],
+        ) | "CollectDeadLetters" >> beam.Flatten()
+        return EventsToRowsResult(rows=normalized[ROWS], dead_letters=dead_letters)

@@ -1,0 +1,70 @@
+"""Write rows and dead letters as JSON lines, one file set per ``dataset.table``.
+
+Used by ``opentrack run --output_dir`` (a dry run that touches no cloud
+service) and by the tests; the BigQuery writer takes its place in production.
+"""
+
+from __future__ import annotations
+
+from typing import Any, BinaryIO
+
+import apache_beam as beam
+import orjson
+from apache_beam.io import fileio
+from apache_beam.pvalue import PCollection
+
+from transforms.deadletter import DeadLetter, dead_letter_dataset
+from transforms.naming import DEAD_LETTER_TABLE
+from transforms.normalize import TableRow
+
+FILE_SUFFIX = ".jsonl"
+
+
+class _JsonLinesSink(fileio.FileSink):
+    """Writes the JSON half of ``(destination, json_bytes)`` pairs, one per line."""
+
+    def open(self, fh: BinaryIO) -> None:
+        self._fh = fh
+
+    def write(self, record: tuple[str, bytes]) -> None:
+        self._fh.write(record[1])
+        self._fh.write(b"\n")
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+
+def row_record(row: TableRow) -> tuple[str, bytes]:
+    return f"{row.dataset}.{row.table}", orjson.dumps(row.row)
+
+
+def dead_letter_record(dead_letter: DeadLetter, default_source: str) -> tuple[str, bytes]:
+    dataset = dead_letter_dataset(dead_letter.source, default_source)
+    return f"{dataset}.{DEAD_LETTER_TABLE}", orjson.dumps(dead_letter.to_json_dict())
+
+
+def _destination(record: tuple[str, Any]) -> str:
+    return record[0]
+
+
+class WriteJsonLines(beam.PTransform):
+    """(rows, dead_letters) -> ``<output_dir>/<dataset>.<table>-*.jsonl`` files."""
+
+    def __init__(self, output_dir: str, default_source: str) -> None:
+        super().__init__()
+        self._output_dir = output_dir
+        self._default_source = default_source
+
+    def expand(self, pcolls: tuple[PCollection, PCollection]) -> PCollection:
+        rows, dead_letters = pcolls
+        records = (
+            rows | "RowRecords" >> beam.Map(row_record),
+            dead_letters
+            | "DeadLetterRecords" >> beam.Map(dead_letter_record, self._default_source),
+        ) | "AllRecords" >> beam.Flatten()
+        return records | "WriteFiles" >> fileio.WriteToFiles(
+            path=self._output_dir,
+            destination=_destination,
+            sink=lambda _destination: _JsonLinesSink(),
+            file_naming=fileio.destination_prefix_naming(suffix=FILE_SUFFIX),
+        )

@@ -1,0 +1,115 @@
+"""BigQuery type inference per value, the widening lattice, and coercion.
+
+Rules (DESIGN.md "Schema rules"): the type comes from the value itself.
+bool -> BOOLEAN (checked before int: ``bool`` is an ``int`` in Python),
+int -> INTEGER (FLOAT outside INT64, as JSON parsers do), float -> FLOAT,
+a string with an ISO-8601 date *and* time -> TIMESTAMP (written in canonical
+UTC form), any other string -> STRING, arrays (and objects reached inside
+them) -> STRING holding compact JSON. ``None`` gives no column.
+
+Widening: INTEGER -> FLOAT -> STRING; BOOLEAN and TIMESTAMP -> STRING. A value
+meeting a wider column is coerced to it, never rejected.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Final
+
+import orjson
+
+from transforms.timestamps import canonical_timestamp
+
+BOOLEAN: Final = "BOOLEAN"
+INTEGER: Final = "INTEGER"
+FLOAT: Final = "FLOAT"
+TIMESTAMP: Final = "TIMESTAMP"
+STRING: Final = "STRING"
+TYPES: Final = (BOOLEAN, INTEGER, FLOAT, TIMESTAMP, STRING)
+
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
+
+# How far a type may widen without a rewrite of its values.
+_WIDER: Final = {
+    (INTEGER, FLOAT): FLOAT,
+    (FLOAT, INTEGER): FLOAT,
+}
+
+JsonScalar = bool | int | float | str
+
+
+def json_text(value: Any) -> str:
+    """Compact JSON (arrays and objects stored as STRING columns)."""
+    return orjson.dumps(value).decode()
+
+
+def _float_value(value: float) -> float | str:
+    # Non-finite floats never come from strict JSON; BigQuery takes them as text.
+    if math.isfinite(value):
+        return value
+    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+
+
+def infer(value: Any) -> tuple[str, JsonScalar] | None:
+    """(BigQuery type, value ready for that type) of one leaf value, None for null."""
+    kind = type(value)
+    if kind is str:
+        stamp = canonical_timestamp(value)
+        if stamp is not None:
+            return TIMESTAMP, stamp
+        return STRING, value
+    if kind is bool:
+        return BOOLEAN, value
+    if kind is int:
+        if INT64_MIN <= value <= INT64_MAX:
+            return INTEGER, value
+        return FLOAT, float(value)
+    if kind is float:
+        return FLOAT, _float_value(value)
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple, dict)):
+        return STRING, json_text(value)
+    # Subclasses of the JSON types (never produced by the parser).
+    if isinstance(value, str):
+        return infer(str(value))
+    if isinstance(value, bool):
+        return BOOLEAN, bool(value)
+    if isinstance(value, int):
+        return infer(int(value))
+    if isinstance(value, float):
+        return infer(float(value))
+    return STRING, str(value)
+
+
+def widen(current: str, incoming: str) -> str:
+    """The narrowest type holding values of both types (the lattice join)."""
+    if current == incoming:
+        return current
+    return _WIDER.get((current, incoming), STRING)
+
+
+def needs_rewrite(current: str, wider: str) -> bool:
+    """True when BigQuery cannot change ``current`` to ``wider`` in place."""
+    return current != wider and not (current == INTEGER and wider == FLOAT)
+
+
+def coerce(value: JsonScalar, column_type: str) -> JsonScalar:
+    """Convert an inferred value to a column of the same or a wider type.
+
+    Raises ``ValueError`` if ``column_type`` is narrower than the value's type;
+    the schema manager widens the column first in that case.
+    """
+    if column_type == STRING:
+        if type(value) is str:
+            return value
+        if type(value) is bool:
+            return "true" if value else "false"
+        return json_text(value) if isinstance(value, (list, dict)) else str(value)
+    if column_type == FLOAT and type(value) is int:
+        return float(value)
+    inferred = infer(value)
+    if inferred is None or inferred[0] != column_type:
+        raise ValueError(f"cannot store {type(value).__name__} in a {column_type} column")
+    return inferred[1]

@@ -1,0 +1,190 @@
+"""Segment-compatible names for BigQuery datasets, tables and columns.
+
+Segment's warehouses run every collection and property name through
+``github.com/segmentio/go-snakecase``; this module reimplements that algorithm
+and then enforces BigQuery's identifier rules, so every name it returns can be
+used in DDL (it is still quoted there; see ``pipeline/warehouse``).
+
+snake_case (Segment's rules, byte for byte):
+
+1. Only ASCII letters and digits make words; every other character
+   (space, punctuation, non-ASCII letters, emoji) is a separator.
+2. A word is a run of upper-case letters/digits followed by a run of
+   lower-case letters/digits, lower-cased: ``firstName`` -> ``first_name``,
+   ``AB Test Variant`` -> ``ab_test_variant``, ``userID`` -> ``user_id``.
+   Acronyms are *not* split: ``HTTPServer`` -> ``httpserver``.
+3. A name that is already lower-case snake_case is kept as is, including one
+   leading underscore before a letter or digit (``_private`` stays).
+4. Words are joined by one underscore: ``Product-Added!`` -> ``product_added``,
+   ``Item (Sale) Added`` -> ``item_sale_added``.
+
+Nested keys are named as the snake_case of ``parent + "_" + key``, so
+``context.device.type`` -> ``context_device_type``.
+
+Where the first seed's prose and go-snakecase could disagree (acronyms,
+digits glued to capitals such as ``sample2Text`` -> ``sample_2text``,
+non-ASCII letters dropped), Segment's algorithm wins.
+
+BigQuery limits, applied after snake_case:
+
+* columns: an empty result (``"名前"``, ``"!!!"``, ``""``) becomes
+  ``_`` + 8 hex digits of the SHA-256 of the original path, so the value is kept
+  under a stable name; a leading digit gets a ``_`` prefix (``3d`` -> ``_3d``);
+  names starting with a reserved prefix (``_partition``, ``_table_``,
+  ``_file_``, ``_row_timestamp``, ``_colidentifier``, ``_change_``) lose their
+  leading underscore; over 300 characters are cut to 291 plus ``_`` and a
+  hash.
+* tables: leading digits are allowed (BigQuery allows them, Segment keeps
+  them); an empty slug becomes ``_`` + hash; a slug that is one of the fixed
+  tables (``tracks``, ``identifies``, ``users``, ``pages``, ``screens``,
+  ``groups``, ``aliases``), the dead-letter table, or that ends in ``_view``
+  (reserved for the dedup views) gets the suffix ``_event``; names are kept
+  under 1024 characters including a ``_view`` suffix.
+* datasets: snake_case of the source name; empty is an error (the event
+  cannot be routed), over 1024 characters is cut with a hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Final
+
+MAX_COLUMN_LENGTH: Final = 300
+MAX_TABLE_LENGTH: Final = 1024 - len("_view")
+MAX_DATASET_LENGTH: Final = 1024
+HASH_LENGTH: Final = 8
+
+FIXED_TABLES: Final = frozenset(
+    {"tracks", "identifies", "users", "pages", "screens", "groups", "aliases"}
+)
+DEAD_LETTER_TABLE: Final = "_opentrack_dead_letters"
+RESERVED_TABLE_SUFFIX: Final = "_event"
+VIEW_SUFFIX: Final = "_view"
+
+# BigQuery rejects column names starting with these (case-insensitively).
+RESERVED_COLUMN_PREFIXES: Final = (
+    "_partition",
+    "_table_",
+    "_file_",
+    "_row_timestamp",
+    "__root__",
+    "_colidentifier",
+    "_change_sequence_number",
+    "_change_type",
+    "_change_timestamp",
+)
+
+_CLEAN_PREFIX = re.compile(r"(?:[a-z0-9]|_(?=[a-z0-9]))*")
+_WORD = re.compile(r"[A-Z0-9]+[a-z0-9]*|[a-z0-9]+")
+_CACHE_LIMIT: Final = 200_000
+
+
+def snake_case(text: str) -> str:
+    """Segment's go-snakecase: the name its warehouses give ``text``."""
+    idx = _CLEAN_PREFIX.match(text).end()  # type: ignore[union-attr]
+    if idx == len(text):
+        return text
+    # A digit glued to a following capital starts a new word ("2Text").
+    if idx > 0 and "0" <= text[idx - 1] <= "9":
+        idx -= 1
+    words = _WORD.findall(text, idx)
+    head = text[:idx]
+    if head:
+        words.insert(0, head)
+    return "_".join(words).lower()
+
+
+def short_hash(text: str) -> str:
+    """Stable 8-hex-digit digest used to keep truncated or empty names unique."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:HASH_LENGTH]
+
+
+def _truncate(name: str, limit: int) -> str:
+    if len(name) <= limit:
+        return name
+    return f"{name[: limit - HASH_LENGTH - 1]}_{short_hash(name)}"
+
+
+def column_name_from_snake(snake: str, original: str) -> str:
+    """Apply BigQuery's column rules to an already snake_cased name."""
+    if not snake:
+        return f"_{short_hash(original)}"
+    if "0" <= snake[0] <= "9":
+        snake = "_" + snake
+    elif snake[0] == "_" and snake.startswith(RESERVED_COLUMN_PREFIXES):
+        snake = snake.lstrip("_")
+    return _truncate(snake, MAX_COLUMN_LENGTH)
+
+
+def column_name(path: str) -> str:
+    """BigQuery column for a (possibly ``_``-joined) property path."""
+    return column_name_from_snake(snake_case(path), path)
+
+
+def table_name(event: str) -> str:
+    """BigQuery table for a track event name (``Order Completed`` -> ``order_completed``)."""
+    slug = snake_case(event)
+    if not slug:
+        return f"_{short_hash(event)}"
+    slug = _truncate(slug, MAX_TABLE_LENGTH - len(RESERVED_TABLE_SUFFIX))
+    if slug in FIXED_TABLES or slug == DEAD_LETTER_TABLE or slug.endswith(VIEW_SUFFIX):
+        slug += RESERVED_TABLE_SUFFIX
+    return slug
+
+
+def dataset_name(source: str) -> str:
+    """BigQuery dataset for a source name; raises ``ValueError`` if it has no usable letters."""
+    slug = snake_case(source)
+    if not slug:
+        raise ValueError(f"source name {source[:80]!r} has no ASCII letters or digits")
+    return _truncate(slug, MAX_DATASET_LENGTH)
+
+
+class NamingConvention:
+    """Memoizing front for the functions above, used on the hot path.
+
+    Property names repeat across events, so names are cached per parent
+    column; the cache is bounded so hostile input cannot grow it forever.
+    """
+
+    def __init__(self, cache_limit: int = _CACHE_LIMIT) -> None:
+        self._cache_limit = cache_limit
+        self._children: dict[str, dict[str, str]] = {}
+        self._tables: dict[str, str] = {}
+        self._size = 0
+
+    def children(self, parent: str) -> dict[str, str]:
+        """The cache of names under ``parent`` (read-only for callers)."""
+        names = self._children.get(parent)
+        if names is None:
+            names = self._children[parent] = {}
+        return names
+
+    def child_column(self, parent: str, key: str) -> str:
+        """Column for ``key`` nested under the column ``parent`` ('' for top level)."""
+        children = self._children.get(parent)
+        if children is None:
+            children = self._children[parent] = {}
+        name = children.get(key)
+        if name is None:
+            path = f"{parent}_{key}" if parent else key
+            name = column_name(path)
+            self._remember()
+            children[key] = name
+        return name
+
+    def table(self, event: str) -> str:
+        name = self._tables.get(event)
+        if name is None:
+            name = table_name(event)
+            self._remember()
+            self._tables[event] = name
+        return name
+
+    def _remember(self) -> None:
+        self._size += 1
+        if self._size > self._cache_limit:
+            self._children.clear()
+            self._tables.clear()
+            self._size = 0

@@ -1,0 +1,277 @@
+"""Turn one valid event into the warehouse rows Segment would write for it.
+
+track    -> ``<event table>`` (common columns + properties) and ``tracks``
+            (common columns only)
+identify -> ``identifies`` (common + traits) and, with a userId, a ``users``
+            state row (``id`` = userId, traits, received_at, uuid_ts, loaded_at)
+page     -> ``pages`` (common + name, category + properties)
+screen   -> ``screens`` (common + name, category + properties)
+group    -> ``groups`` (common + group_id + traits)
+alias    -> ``aliases`` (common + previous_id)
+
+Common columns: id, anonymous_id, user_id, received_at, sent_at,
+original_timestamp, timestamp (skew-corrected), uuid_ts, loaded_at, and
+``context_*`` (the context object flattened). track rows add event (the table
+name) and event_text (the name as sent).
+
+Properties and traits are flattened without prefix (``{"a": {"b": 1}}`` ->
+``a_b``); arrays become JSON text; nulls and empty objects make no column.
+A property or trait may never take a reserved column of its table nor a
+``context_*`` column: if its value equals the reserved column's it is
+redundant and skipped, otherwise it is kept as ``properties_<name>`` /
+``traits_<name>``. When two keys name the same column (``userName`` and
+``user_name``), the first in the payload wins and the other is reported in
+``dropped``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Final, NamedTuple
+
+from transforms.infer import BOOLEAN, FLOAT, INT64_MAX, INT64_MIN, INTEGER, STRING, TIMESTAMP, infer
+from transforms.naming import NamingConvention
+from transforms.deadletter import EventRejected, Reason
+from transforms.timestamps import (
+    TimestampError,
+    canonical_timestamp,
+    format_timestamp,
+    skew_corrected,
+)
+from transforms.validate import ValidEvent
+
+STANDARD_COLUMNS: Final[dict[str, str]] = {
+    "id": STRING,
+    "anonymous_id": STRING,
+    "user_id": STRING,
+    "received_at": TIMESTAMP,
+    "sent_at": TIMESTAMP,
+    "original_timestamp": TIMESTAMP,
+    "timestamp": TIMESTAMP,
+    "uuid_ts": TIMESTAMP,
+    "loaded_at": TIMESTAMP,
+    "event": STRING,
+    "event_text": STRING,
+    "name": STRING,
+    "category": STRING,
+    "group_id": STRING,
+    "previous_id": STRING,
+}
+COMMON_COLUMNS: Final = frozenset(
+    {
+        "id",
+        "anonymous_id",
+        "user_id",
+        "received_at",
+        "sent_at",
+        "original_timestamp",
+        "timestamp",
+        "uuid_ts",
+        "loaded_at",
+    }
+)
+TRACK_RESERVED: Final = COMMON_COLUMNS | {"event", "event_text"}
+PAGE_RESERVED: Final = COMMON_COLUMNS | {"name", "category"}
+GROUP_RESERVED: Final = COMMON_COLUMNS | {"group_id"}
+ALIAS_RESERVED: Final = COMMON_COLUMNS | {"previous_id"}
+USERS_COLUMNS: Final = ("id", "received_at", "uuid_ts", "loaded_at")
+_CONTEXT_PREFIX: Final = "context_"
+_INFINITIES: Final = (float("inf"), float("-inf"))
+
+
+class TableRow(NamedTuple):
+    """One row for one destination table, with the type of every column in it."""
+
+    dataset: str
+    table: str
+    row: dict[str, Any]
+    schema: dict[str, str]
+
+
+class _Guard(NamedTuple):
+    """What properties/traits may not overwrite, and where they go instead."""
+
+    origin: str  # "properties" or "traits": prefix for a displaced column
+    protected: dict[str, Any]  # the row's standard and context columns
+    reserved: frozenset[str]  # the table's reserved columns, present or not
+
+
+def _flatten(
+    obj: dict[str, Any],
+    parent: str,
+    naming: NamingConvention,
+    row: dict[str, Any],
+    schema: dict[str, str],
+    guard: _Guard | None,
+    dropped: list[str] | None,
+) -> None:
+    """Flatten ``obj`` into ``row``/``schema`` under the column ``parent``.
+
+    The hot loop of the product: scalar inference is inlined for the common
+    JSON types and the name cache is read directly.
+    """
+    names = naming.children(parent)
+    for key, value in obj.items():
+        column = names.get(key)
+        if column is None:
+            column = naming.child_column(parent, key)
+        kind = type(value)
+        if kind is str:
+            column_type = STRING
+            if len(value) >= 16 and value[4] == "-":
+                stamp = canonical_timestamp(value)
+                if stamp is not None:
+                    column_type, value = TIMESTAMP, stamp
+        elif kind is dict:
+            if value:
+                _flatten(value, column, naming, row, schema, guard, dropped)
+            continue
+        elif kind is int and INT64_MIN <= value <= INT64_MAX:
+            column_type = INTEGER
+        elif kind is float and value == value and value not in _INFINITIES:
+            column_type = FLOAT
+        elif kind is bool:
+            column_type = BOOLEAN
+        elif value is None:
+            continue
+        else:
+            column_type, value = infer(value)  # type: ignore[misc]
+        if guard is not None and (
+            column in guard.reserved
+            or column in guard.protected
+            or column.startswith(_CONTEXT_PREFIX)
+        ):
+            if guard.protected.get(column) == value:
+                continue  # the same value as the reserved column: redundant
+            column = naming.child_column(guard.origin, column)
+        if column in row:
+            if dropped is not None:
+                dropped.append(column)
+            continue
+        row[column] = value
+        schema[column] = column_type
+
+
+def _common(
+    valid: ValidEvent, received_at: datetime, loaded_at: str, naming: NamingConvention
+) -> tuple[dict[str, Any], dict[str, str]]:
+    received = valid.received_at or received_at
+    try:
+        corrected = skew_corrected(received, valid.sent_at, valid.original_timestamp)
+    except TimestampError as exc:
+        raise EventRejected(Reason.INVALID_TIMESTAMP, str(exc)) from exc
+    row: dict[str, Any] = {
+        "id": valid.message_id,
+        "received_at": format_timestamp(received),
+        "timestamp": format_timestamp(corrected),
+        "uuid_ts": loaded_at,
+        "loaded_at": loaded_at,
+    }
+    if valid.anonymous_id is not None:
+        row["anonymous_id"] = valid.anonymous_id
+    if valid.user_id is not None:
+        row["user_id"] = valid.user_id
+    if valid.sent_at is not None:
+        row["sent_at"] = format_timestamp(valid.sent_at)
+    if valid.original_timestamp is not None:
+        row["original_timestamp"] = format_timestamp(valid.original_timestamp)
+    schema = {column: STANDARD_COLUMNS[column] for column in row}
+    context = valid.event.get("context")
+    if context:
+        _flatten(context, "context", naming, row, schema, None, None)
+    return row, schema
+
+
+def _with_fields(
+    base: dict[str, Any],
+    base_schema: dict[str, str],
+    fields: dict[str, Any] | None,
+    origin: str,
+    reserved: frozenset[str],
+    naming: NamingConvention,
+    dropped: list[str] | None,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    row = dict(base)
+    schema = dict(base_schema)
+    if fields:
+        guard = _Guard(origin, base, reserved)
+        _flatten(fields, "", naming, row, schema, guard, dropped)
+    return row, schema
+
+
+def normalize_event(
+    valid: ValidEvent,
+    *,
+    dataset: str,
+    received_at: datetime,
+    loaded_at: str,
+    naming: NamingConvention,
+    dropped: list[str] | None = None,
+) -> list[TableRow]:
+    """The rows one event becomes. ``received_at`` is the pipeline's receive time,
+    used when the payload has no ``receivedAt``; ``loaded_at`` is the canonical
+    load time written to ``uuid_ts`` and ``loaded_at``."""
+    event = valid.event
+    base, base_schema = _common(valid, received_at, loaded_at, naming)
+    call = valid.type
+
+    if call == "track":
+        event_text = event["event"]
+        table = naming.table(event_text)
+        base["event"] = table
+        base["event_text"] = event_text
+        base_schema["event"] = base_schema["event_text"] = STRING
+        row, schema = _with_fields(
+            base, base_schema, event.get("properties"), "properties", TRACK_RESERVED, naming, dropped
+        )
+        return [
+            TableRow(dataset, table, row, schema),
+            TableRow(dataset, "tracks", base, base_schema),
+        ]
+
+    if call == "identify":
+        row, schema = _with_fields(
+            base, base_schema, event.get("traits"), "traits", COMMON_COLUMNS, naming, dropped
+        )
+        rows = [TableRow(dataset, "identifies", row, schema)]
+        if valid.user_id is not None:
+            users_row = {"id": valid.user_id}
+            users_schema = {"id": STRING}
+            for column in USERS_COLUMNS[1:]:
+                users_row[column] = base[column]
+                users_schema[column] = TIMESTAMP
+            for column, value in row.items():
+                if column not in base:
+                    users_row[column] = value
+                    users_schema[column] = schema[column]
+            rows.append(TableRow(dataset, "users", users_row, users_schema))
+        return rows
+
+    if call in ("page", "screen"):
+        properties = event.get("properties") or {}
+        name = event.get("name")
+        if name is None and type(properties.get("name")) is str:
+            name = properties["name"]
+        if name is not None:
+            base["name"] = name
+            base_schema["name"] = STRING
+        if event.get("category") is not None:
+            base["category"] = event["category"]
+            base_schema["category"] = STRING
+        row, schema = _with_fields(
+            base, base_schema, properties, "properties", PAGE_RESERVED, naming, dropped
+        )
+        return [TableRow(dataset, "pages" if call == "page" else "screens", row, schema)]
+
+    if call == "group":
+        base["group_id"] = str(event["groupId"])
+        base_schema["group_id"] = STRING
+        row, schema = _with_fields(
+            base, base_schema, event.get("traits"), "traits", GROUP_RESERVED, naming, dropped
+        )
+        return [TableRow(dataset, "groups", row, schema)]
+
+    # alias
+    base["previous_id"] = str(event["previousId"])
+    base_schema["previous_id"] = STRING
+    return [TableRow(dataset, "aliases", base, base_schema)]

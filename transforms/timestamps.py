@@ -1,0 +1,91 @@
+"""ISO-8601 timestamps: strict parsing, one canonical text form, Segment's skew fix.
+
+BigQuery's TIMESTAMP holds microseconds in UTC from year 1 to 9999, the same
+range as Python's ``datetime``. Every timestamp this product writes is the
+canonical ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` so that equal instants compare equal
+as text (dedup, idempotent reruns) whatever offset the client used.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+UTC = timezone.utc
+_DIGITS = frozenset("0123456789")
+
+
+class TimestampError(ValueError):
+    """A value that should be a timestamp is not one BigQuery can store."""
+
+
+def parse_timestamp(text: str) -> datetime:
+    """Parse an ISO-8601 date or date-time; offset-less values are taken as UTC.
+
+    Raises ``TimestampError`` for anything else (numbers, free text, hour 24,
+    out-of-range years). Fractions beyond microseconds are truncated.
+    """
+    if not isinstance(text, str) or len(text) < 10 or len(text) > 64:
+        raise TimestampError(f"not an ISO-8601 timestamp: {str(text)[:64]!r}")
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise TimestampError(f"not an ISO-8601 timestamp: {text!r}") from exc
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError as exc:
+        raise TimestampError(f"timestamp out of range: {text!r}") from exc
+
+
+def looks_like_timestamp(text: str) -> bool:
+    """Cheap shape test (``YYYY-MM-DD[T ]HH:MM``) run before the real parse.
+
+    Property strings are only typed TIMESTAMP when they carry a time of day;
+    a bare date such as ``2024-01-31`` stays a STRING, so a column of dates or
+    of codes that look like dates never flips type.
+    """
+    return (
+        16 <= len(text) <= 64
+        and text[4] == "-"
+        and text[7] == "-"
+        and text[10] in "Tt "
+        and text[13] == ":"
+        and text[0] in _DIGITS
+    )
+
+
+def format_timestamp(moment: datetime) -> str:
+    """Canonical UTC text of an aware datetime."""
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(timespec="microseconds")[:-6] + "Z"
+
+
+def canonical_timestamp(text: str) -> str | None:
+    """The canonical form of a timestamp-looking string, or None if it is not one."""
+    if not looks_like_timestamp(text):
+        return None
+    try:
+        return format_timestamp(parse_timestamp(text))
+    except (TimestampError, OverflowError):
+        return None
+
+
+def skew_corrected(
+    received_at: datetime, sent_at: datetime | None, original: datetime | None
+) -> datetime:
+    """Segment's ``timestamp``: ``received_at - (sent_at - original_timestamp)``.
+
+    Without ``sentAt`` the client's own timestamp is used as is; without any
+    client timestamp the receive time stands in. Raises ``TimestampError`` if
+    the correction leaves BigQuery's range.
+    """
+    if original is None:
+        return received_at
+    if sent_at is None:
+        return original
+    try:
+        return received_at - (sent_at - original)
+    except OverflowError as exc:
+        raise TimestampError("clock-skew correction leaves the TIMESTAMP range") from exc
