@@ -26,6 +26,7 @@ setup(
     description=__doc__,
     python_requires=">=3.11",
     packages=find_packages(include=["pipeline", "pipeline.*", "transforms", "transforms.*"]),
+    package_data={"pipeline": ["samples/*.jsonl"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": TEST_REQUIRES},
     entry_points={"console_scripts": ["opentrack=pipeline.cli:main"]},

@@ -1,47 +1,52 @@
 """Segment-compatible names for BigQuery datasets, tables and columns.
 
 Segment's warehouses run every collection and property name through
-``github.com/segmentio/go-snakecase``; this module reimplements that algorithm
-and then enforces BigQuery's identifier rules, so every name it returns can be
-used in DDL (it is still quoted there; see ``pipeline/warehouse``).
+``github.com/segmentio/go-snakecase``; this module reimplements its current
+algorithm and then enforces BigQuery's identifier rules, so every name it
+returns is valid in DDL (it is still quoted there).
 
-snake_case (Segment's rules, byte for byte):
+snake_case (Segment's rules):
 
-1. Only ASCII letters and digits make words; every other character
-   (space, punctuation, non-ASCII letters, emoji) is a separator.
-2. A word is a run of upper-case letters/digits followed by a run of
-   lower-case letters/digits, lower-cased: ``firstName`` -> ``first_name``,
-   ``AB Test Variant`` -> ``ab_test_variant``, ``userID`` -> ``user_id``.
-   Acronyms are *not* split: ``HTTPServer`` -> ``httpserver``.
-3. A name that is already lower-case snake_case is kept as is, including one
-   leading underscore before a letter or digit (``_private`` stays).
-4. Words are joined by one underscore: ``Product-Added!`` -> ``product_added``,
-   ``Item (Sale) Added`` -> ``item_sale_added``.
+1. Only ASCII letters and digits make words; every other character (space,
+   punctuation, ``_``, non-ASCII letters, emoji) separates words.
+2. A leading run of lower-case letters, digits and inner underscores
+   followed by a letter or digit is kept as is (``order_id``, ``sample2``);
+   leading underscores are dropped (``_private`` -> ``private``).
+3. After that, a word is a run of capitals/digits followed by a run of
+   lower-case letters/digits, lower-cased, joined by ``_``:
+   ``firstName`` -> ``first_name``, ``AB Test Variant`` -> ``ab_test_variant``,
+   ``userID`` -> ``user_id``, ``Product-Added!`` -> ``product_added``,
+   ``Item (Sale) Added`` -> ``item_sale_added``. Acronyms are not split:
+   ``HTTPServer`` -> ``httpserver``; ``iOS`` -> ``i_os``.
+4. A capital right after a leading run without lower-case letters (``3D``),
+   or after an underscore and digits (``v_2Beta``), is glued on:
+   ``3D Secure`` -> ``3d_secure``, ``v_2Beta`` -> ``v_2beta``.
 
-Nested keys are named as the snake_case of ``parent + "_" + key``, so
+Nested keys are named as the snake_case of ``parent + "_" + key``:
 ``context.device.type`` -> ``context_device_type``.
 
-Where the first seed's prose and go-snakecase could disagree (acronyms,
-digits glued to capitals such as ``sample2Text`` -> ``sample_2text``,
-non-ASCII letters dropped), Segment's algorithm wins.
+Where the first seed's prose and go-snakecase could disagree (acronyms kept
+whole, ``sample2Text`` -> ``sample2_text``, non-ASCII letters dropped),
+Segment's algorithm wins.
 
-BigQuery limits, applied after snake_case:
+BigQuery limits, applied after snake_case (snake_case never starts a name
+with ``_``, so BigQuery's reserved ``_PARTITION``/``_TABLE_``... prefixes cannot
+occur, and names this module invents with a leading ``_`` never collide with
+a natural one):
 
-* columns: an empty result (``"名前"``, ``"!!!"``, ``""``) becomes
-  ``_`` + 8 hex digits of the SHA-256 of the original path, so the value is kept
-  under a stable name; a leading digit gets a ``_`` prefix (``3d`` -> ``_3d``);
-  names starting with a reserved prefix (``_partition``, ``_table_``,
-  ``_file_``, ``_row_timestamp``, ``_colidentifier``, ``_change_``) lose their
-  leading underscore; over 300 characters are cut to 291 plus ``_`` and a
-  hash.
+* columns: a key with no ASCII letter or digit (``"名前"``, ``"!!!"``, ``""``)
+  is named by 8 hex digits of its SHA-256: ``_1a2b3c4d`` at top level,
+  ``<parent>_1a2b3c4d`` when nested, so its value is kept under a stable name;
+  a leading digit gets a ``_`` prefix (``3d`` -> ``_3d``); over 300 characters
+  the name is cut to 291 plus ``_`` and the hash of the full snake_case name.
 * tables: leading digits are allowed (BigQuery allows them, Segment keeps
   them); an empty slug becomes ``_`` + hash; a slug that is one of the fixed
   tables (``tracks``, ``identifies``, ``users``, ``pages``, ``screens``,
-  ``groups``, ``aliases``), the dead-letter table, or that ends in ``_view``
-  (reserved for the dedup views) gets the suffix ``_event``; names are kept
-  under 1024 characters including a ``_view`` suffix.
+  ``groups``, ``aliases``) or ends in ``_view`` (reserved for the dedup
+  views) gets the suffix ``_event``; names stay under 1024 characters
+  including a ``_view`` suffix.
 * datasets: snake_case of the source name; empty is an error (the event
-  cannot be routed), over 1024 characters is cut with a hash.
+  cannot be routed); over 1024 characters it is cut with a hash.
 """
 
 from __future__ import annotations
@@ -75,8 +80,10 @@ RESERVED_COLUMN_PREFIXES: Final = (
     "_change_timestamp",
 )
 
-_CLEAN_PREFIX = re.compile(r"(?:[a-z0-9]|_(?=[a-z0-9]))*")
+_CLEAN_PREFIX = re.compile(r"(?:[a-z0-9](?:[a-z0-9]|_(?=[a-z0-9]))*)?")
+_GLUED_WORD = re.compile(r"[A-Z0-9]*[a-z0-9]*")
 _WORD = re.compile(r"[A-Z0-9]+[a-z0-9]*|[a-z0-9]+")
+_LOWER = re.compile(r"[a-z]")
 _CACHE_LIMIT: Final = 200_000
 
 
@@ -85,11 +92,14 @@ def snake_case(text: str) -> str:
     idx = _CLEAN_PREFIX.match(text).end()  # type: ignore[union-attr]
     if idx == len(text):
         return text
-    # A digit glued to a following capital starts a new word ("2Text").
-    if idx > 0 and "0" <= text[idx - 1] <= "9":
-        idx -= 1
-    words = _WORD.findall(text, idx)
     head = text[:idx]
+    if "A" <= text[idx] <= "Z":
+        last_part = head.rpartition("_")[2] if "_" in head else None
+        if not _LOWER.search(head) or (last_part is not None and not _LOWER.search(last_part)):
+            glued = _GLUED_WORD.match(text, idx).end()  # type: ignore[union-attr]
+            head += text[idx:glued].lower()
+            idx = glued
+    words = _WORD.findall(text, idx)
     if head:
         words.insert(0, head)
     return "_".join(words).lower()
@@ -100,26 +110,20 @@ def short_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:HASH_LENGTH]
 
 
-def _truncate(name: str, limit: int) -> str:
+def _truncate(name: str, limit: int, hashed: str | None = None) -> str:
+    """``name`` cut to ``limit`` with a hash of ``hashed`` (default ``name``) at the end."""
     if len(name) <= limit:
         return name
-    return f"{name[: limit - HASH_LENGTH - 1]}_{short_hash(name)}"
-
-
-def column_name_from_snake(snake: str, original: str) -> str:
-    """Apply BigQuery's column rules to an already snake_cased name."""
-    if not snake:
-        return f"_{short_hash(original)}"
-    if "0" <= snake[0] <= "9":
-        snake = "_" + snake
-    elif snake[0] == "_" and snake.startswith(RESERVED_COLUMN_PREFIXES):
-        snake = snake.lstrip("_")
-    return _truncate(snake, MAX_COLUMN_LENGTH)
+    return f"{name[: limit - HASH_LENGTH - 1]}_{short_hash(hashed or name)}"
 
 
 def column_name(path: str) -> str:
     """BigQuery column for a (possibly ``_``-joined) property path."""
-    return column_name_from_snake(snake_case(path), path)
+    snake = snake_case(path)
+    if not snake:
+        return f"_{short_hash(path)}"
+    name = "_" + snake if "0" <= snake[0] <= "9" else snake
+    return _truncate(name, MAX_COLUMN_LENGTH, snake)
 
 
 def table_name(event: str) -> str:
@@ -128,7 +132,7 @@ def table_name(event: str) -> str:
     if not slug:
         return f"_{short_hash(event)}"
     slug = _truncate(slug, MAX_TABLE_LENGTH - len(RESERVED_TABLE_SUFFIX))
-    if slug in FIXED_TABLES or slug == DEAD_LETTER_TABLE or slug.endswith(VIEW_SUFFIX):
+    if slug in FIXED_TABLES or slug.endswith(VIEW_SUFFIX):
         slug += RESERVED_TABLE_SUFFIX
     return slug
 
@@ -168,8 +172,10 @@ class NamingConvention:
             children = self._children[parent] = {}
         name = children.get(key)
         if name is None:
-            path = f"{parent}_{key}" if parent else key
-            name = column_name(path)
+            if parent and not snake_case(key):
+                name = _truncate(f"{parent}_{short_hash(key)}", MAX_COLUMN_LENGTH)
+            else:
+                name = column_name(f"{parent}_{key}" if parent else key)
             self._remember()
             children[key] = name
         return name
