@@ -38,6 +38,7 @@ class RoutedEvent(NamedTuple):
     source: str
     dataset: str
     received_at: datetime
+    payload: bytes | dict[str, Any]  # the original, for a dead letter downstream
 
 
 @dataclass
@@ -74,8 +75,14 @@ def route_payload(
     """Stage 1 (validate): split, validate and route every event of a payload."""
     attributes = message.attributes
     received_text: str | None = None
+    # Known before parsing, so even an unparseable payload keeps its source.
+    attribute_source = (
+        attributes.get(config.sources.source_attribute) or None
+        if attributes and config.sources.source_attribute
+        else None
+    )
     for parsed in parse_payload(message.payload, config.limits):
-        source: str | None = None
+        source: str | None = attribute_source
         try:
             if parsed.rejection is not None:
                 raise parsed.rejection
@@ -83,7 +90,7 @@ def route_payload(
             assert event is not None
             source = resolve_source(event, attributes, config.sources)
             dataset = config.datasets(source)
-            yield RoutedEvent(validate_event(event), source, dataset, received_at)
+            yield RoutedEvent(validate_event(event), source, dataset, received_at, parsed.payload)
         except Exception as error:  # noqa: BLE001 - a bug must not lose the event
             rejection = _as_rejection(error)
             if received_text is None:
@@ -120,7 +127,7 @@ def rows_for(
         return make_dead_letter(
             Stage.NORMALIZE,
             rejection,
-            routed.valid.event,
+            routed.payload,
             source=routed.source,
             received_at=format_timestamp(routed.received_at),
             message_id=routed.valid.message_id,
