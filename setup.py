@@ -20,14 +20,21 @@ TEST_REQUIRES = [
     "hypothesis==6.170.15",
 ]
 
+LOCAL_REQUIRES = [
+    # The GCS emulator of the local stack (`opentrack local up`, integration tests).
+    # The BigQuery emulator needs Python 3.13 and lives in its own virtualenv,
+    # pinned by pipeline/localstack_requirements.txt.
+    "gcp-storage-emulator==2026.7.19",
+]
+
 setup(
     name="opentrack-beam",
     version="0.1.0",
     description=__doc__,
     python_requires=">=3.11",
     packages=find_packages(include=["pipeline", "pipeline.*", "transforms", "transforms.*"]),
-    package_data={"pipeline": ["samples/*.jsonl"]},
+    package_data={"pipeline": ["samples/*.jsonl", "localstack_requirements.txt"]},
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": TEST_REQUIRES},
+    extras_require={"test": TEST_REQUIRES + LOCAL_REQUIRES, "local": LOCAL_REQUIRES},
     entry_points={"console_scripts": ["opentrack=pipeline.cli:main"]},
 )

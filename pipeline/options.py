@@ -5,13 +5,34 @@ The Flex Template's metadata.json mirrors this class; a test keeps them equal.
 
 from __future__ import annotations
 
-from apache_beam.options.pipeline_options import PipelineOptions
+import os
+
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
+
+from pipeline.warehouse.config import WarehouseConfig
+from pipeline.warehouse.manager import TableSettings
 
 from transforms.chain import ModelConfig
 from transforms.route import DEFAULT_SOURCE, DEFAULT_SOURCE_ATTRIBUTE, SourceConfig
 from transforms.validate import Limits
 
 _DEFAULT_LIMITS = Limits()
+AUTO_TABLE_MANAGEMENT_ENV = "BIGQUERY_AUTO_TABLE_MANAGEMENT"
+WRITE_METHODS = ("STREAMING_INSERTS", "FILE_LOADS")
+
+
+def _flag(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def auto_table_management_default() -> bool:
+    """The seed's switch: BIGQUERY_AUTO_TABLE_MANAGEMENT=false turns management off."""
+    return _flag(os.environ.get(AUTO_TABLE_MANAGEMENT_ENV, "true"))
 
 
 class OpenTrackOptions(PipelineOptions):
@@ -63,6 +84,71 @@ class OpenTrackOptions(PipelineOptions):
             default=_DEFAULT_LIMITS.max_depth,
             help="Deepest nesting of objects/arrays accepted in an event.",
         )
+        parser.add_argument(
+            "--bigquery_project",
+            default=None,
+            help="Project of the destination datasets (default: --project).",
+        )
+        parser.add_argument(
+            "--bigquery_endpoint",
+            default=None,
+            help="BigQuery API endpoint, e.g. http://127.0.0.1:9050 for the local emulator "
+            "or a regional/private endpoint (default: Google's).",
+        )
+        parser.add_argument(
+            "--auto_table_management",
+            type=_flag,
+            default=None,
+            help="true: create datasets/tables and add/widen columns as events need; "
+            f"false: change nothing, rows go to existing tables (default: "
+            f"${AUTO_TABLE_MANAGEMENT_ENV}, else true).",
+        )
+        parser.add_argument(
+            "--location", default=None, help="Location of datasets created (e.g. US, EU)."
+        )
+        parser.add_argument(
+            "--partition_field",
+            default="timestamp",
+            help="TIMESTAMP column new event tables are DAY-partitioned on (default timestamp).",
+        )
+        parser.add_argument(
+            "--clustering_fields",
+            default="",
+            help="Comma-separated columns new tables are clustered on, when present (max 4).",
+        )
+        parser.add_argument(
+            "--partition_expiration_days",
+            type=int,
+            default=None,
+            help="Partition expiration (retention) of new tables, in days (default: none).",
+        )
+        parser.add_argument(
+            "--schema_cache_ttl_seconds",
+            type=float,
+            default=300.0,
+            help="How long known table schemas are trusted before being re-read (default 300).",
+        )
+        parser.add_argument(
+            "--write_method",
+            choices=WRITE_METHODS,
+            default="STREAMING_INSERTS",
+            help="STREAMING_INSERTS (default, works on the emulator) or FILE_LOADS (large "
+            "batch jobs on Dataflow).",
+        )
+        parser.add_argument(
+            "--ignore_unknown_values",
+            type=_flag,
+            default=False,
+            help="true: BigQuery drops values of columns the table lacks instead of "
+            "rejecting the row (default false: the row becomes a dead letter).",
+        )
+        parser.add_argument(
+            "--skip_invalid_rows",
+            type=_flag,
+            default=True,
+            help="true (the only mode of Beam's streaming inserts): the valid rows of an "
+            "insert request load and each invalid one becomes a dead letter.",
+        )
 
 
 def model_config(options: OpenTrackOptions) -> ModelConfig:
@@ -78,4 +164,33 @@ def model_config(options: OpenTrackOptions) -> ModelConfig:
             source_attribute=options.source_attribute or None,
             source_field=options.source_field or None,
         ),
+    )
+
+
+def warehouse_config(options: OpenTrackOptions) -> WarehouseConfig:
+    """Where and how rows are written, from the pipeline options."""
+    project = options.bigquery_project or options.view_as(GoogleCloudOptions).project
+    if not project:
+        raise ValueError("--bigquery_project (or --project) is required to write to BigQuery")
+    auto = options.auto_table_management
+    if not options.skip_invalid_rows:
+        raise ValueError(
+            "--skip_invalid_rows=false is not supported: Beam's streaming inserts always "
+            "load the valid rows of a request and report each invalid row (a dead letter)"
+        )
+    return WarehouseConfig(
+        project=project,
+        endpoint=options.bigquery_endpoint,
+        auto_table_management=auto_table_management_default() if auto is None else auto,
+        settings=TableSettings(
+            location=options.location,
+            partition_field=options.partition_field,
+            clustering_fields=tuple(
+                c.strip() for c in (options.clustering_fields or "").split(",") if c.strip()
+            ),
+            partition_expiration_days=options.partition_expiration_days,
+        ),
+        cache_ttl=options.schema_cache_ttl_seconds,
+        write_method=options.write_method,
+        ignore_unknown_values=options.ignore_unknown_values,
     )

@@ -20,6 +20,8 @@ MAX_DEAD_LETTER_PAYLOAD = 1_000_000
 class Stage(StrEnum):
     VALIDATE = "validate"
     NORMALIZE = "normalize"
+    SCHEMA = "schema"
+    WRITE = "write"
 
 
 class Reason(StrEnum):
@@ -43,6 +45,9 @@ class Reason(StrEnum):
     INVALID_FIELD = "invalid_field"  # traits/properties/context not objects, name not text
     INVALID_TIMESTAMP = "invalid_timestamp"
     INVALID_SOURCE = "invalid_source"  # source name gives no dataset name
+    COLUMN_LIMIT = "column_limit"  # the table would pass BigQuery's 10,000 columns
+    SCHEMA_MISMATCH = "schema_mismatch"  # a value that cannot go into its column
+    WRITE_REJECTED = "write_rejected"  # BigQuery refused the row (its error is kept)
     INTERNAL_ERROR = "internal_error"  # a bug: the event is kept, the error logged
 
 
@@ -102,6 +107,27 @@ def make_dead_letter(
         received_at=received_at,
         message_id=message_id,
     )
+
+
+# Columns of the dead-letter table (one per source dataset).
+DEAD_LETTER_SCHEMA: dict[str, str] = {
+    "stage": "STRING",
+    "reason": "STRING",
+    "error": "STRING",
+    "payload": "STRING",
+    "payload_truncated": "BOOLEAN",
+    "source": "STRING",
+    "received_at": "TIMESTAMP",
+    "message_id": "STRING",
+    "loaded_at": "TIMESTAMP",
+}
+
+
+def dead_letter_row(dead_letter: DeadLetter, loaded_at: str) -> dict[str, Any]:
+    """The dead letter as a row of the dead-letter table (nulls left out)."""
+    row = {key: value for key, value in dead_letter._asdict().items() if value is not None}
+    row["loaded_at"] = loaded_at
+    return row
 
 
 def dead_letter_dataset(source: str | None, default_source: str) -> str:

@@ -3,7 +3,8 @@
 track    -> ``<event table>`` (common columns + properties) and ``tracks``
             (common columns only)
 identify -> ``identifies`` (common + traits) and, with a userId, a ``users``
-            state row (``id`` = userId, traits, received_at, uuid_ts, loaded_at)
+            state row (``id`` = userId, traits, received_at, timestamp, uuid_ts,
+            loaded_at; ``timestamp`` orders the updates of one user)
 page     -> ``pages`` (common + name, category + properties)
 screen   -> ``screens`` (common + name, category + properties)
 group    -> ``groups`` (common + group_id + traits)
@@ -74,7 +75,7 @@ TRACK_RESERVED: Final = COMMON_COLUMNS | {"event", "event_text"}
 PAGE_RESERVED: Final = COMMON_COLUMNS | {"name", "category"}
 GROUP_RESERVED: Final = COMMON_COLUMNS | {"group_id"}
 ALIAS_RESERVED: Final = COMMON_COLUMNS | {"previous_id"}
-USERS_COLUMNS: Final = ("id", "received_at", "uuid_ts", "loaded_at")
+USERS_COLUMNS: Final = ("id", "received_at", "timestamp", "uuid_ts", "loaded_at")
 _CONTEXT_PREFIX: Final = "context_"
 _INFINITIES: Final = (float("inf"), float("-inf"))
 

@@ -177,6 +177,7 @@ def test_identify_golden() -> None:
     users_row = {
         "id": "u1",
         "received_at": R,
+        "timestamp": "2024-05-01T10:59:50.000000Z",  # orders updates of the same user
         "uuid_ts": LOADED,
         "loaded_at": LOADED,
         "email": "ann@example.com",
@@ -187,6 +188,7 @@ def test_identify_golden() -> None:
     users_schema = {
         "id": S,
         "received_at": T,
+        "timestamp": T,
         "uuid_ts": T,
         "loaded_at": T,
         "email": S,

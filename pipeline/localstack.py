@@ -1,0 +1,643 @@
+"""The local stack: real BigQuery and GCS emulators on 127.0.0.1 (``opentrack local``).
+
+BigQuery is ``local-bigquery`` (DuckDB-backed). It needs Python 3.13, so it lives in its
+own virtualenv, ``<install dir>/bqvenv``, built from ``localstack_requirements.txt``. DuckDB
+has no setting for its extension directory other than ``$HOME/.duckdb``, so the extensions
+are installed from their wheels' files under ``<install dir>/home`` and the server always
+runs with that HOME: this is what makes it work offline. GCS is ``gcp-storage-emulator``,
+installed in the project's own virtualenv (the ``local`` extra).
+
+Layout of a state dir: ``state.json`` (pids, ports, endpoints), ``logs/``, ``bqdata/`` (the
+BigQuery data, kept across ``down``/``up``; GCS runs in memory). The install dir (``bqvenv``
+and ``home``) is the state dir unless given separately, so test sessions can reuse one
+install with fresh data.
+
+Both servers run in their own session (process group), so ``stop`` reaches anything they
+spawn, and ``stop`` works from another process: everything it needs is in ``state.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+REPO = Path(__file__).resolve().parent.parent
+REQUIREMENTS = Path(__file__).with_name("localstack_requirements.txt")
+DEFAULT_PROJECT = "test-project"
+STATE_FILE = "state.json"
+READY_TIMEOUT_S = 60.0
+STOP_GRACE_S = 10.0
+# Pins named duckdb-extension-<name> are also installed into DuckDB (see the requirements).
+_EXTENSION_PREFIX = "duckdb-extension-"
+_PYTHON_FALLBACK = "/root/.pyenv/versions/3.13.0/bin/python3.13"
+# What /proc/<pid>/cmdline of each server contains: a stale state.json (after a reboot)
+# must never make `down` signal an unrelated process that got the same pid.
+_MARKERS = {"bigquery": "local-bigquery", "storage": "gcp-storage-emulator"}
+# Settings local-bigquery reads from the environment (pydantic-settings, any case), and
+# variables of the caller's virtualenv that would break a Python 3.13 one. Not inherited:
+# the server must be configured by its flags only.
+_SCRUBBED_ENV = {
+    "BIGQUERY_PORT", "BIGQUERY_HOST", "GRPC_PORT", "DATA_DIR", "DEFAULT_PROJECT_ID",
+    "DEFAULT_DATASET_ID", "CALLER", "GROUPS", "POSTGRES_CONNECTION_ID", "GCS_LOCAL_ROOT",
+    "STORAGE_EMULATOR_HOST", "POSTGRES_URI",
+    "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "__PYVENV_LAUNCHER__",
+}  # fmt: skip
+_LOG = logging.getLogger(__name__)
+# Servers started by this process, so stop() can reap them (no zombies, no ResourceWarning).
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+# Never go through an HTTP proxy from the environment to reach 127.0.0.1.
+_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class LocalStackError(RuntimeError):
+    """The local stack could not be installed, started or reached."""
+
+
+@dataclass(frozen=True)
+class LocalStack:
+    """Where the running emulators answer."""
+
+    bigquery_endpoint: str  # http://127.0.0.1:P (REST)
+    storage_endpoint: str  # http://127.0.0.1:Q
+    project: str
+    pids: tuple[int, ...]  # (bigquery, storage); each is its process group id too
+    bigquery_grpc_endpoint: str = ""  # 127.0.0.1:G (BigQuery Storage API)
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get("OPENTRACK_LOCAL_STATE") or REPO / ".local-stack")
+
+
+def environment(stack: LocalStack) -> dict[str, str]:
+    """Variables clients need. GCS wants the scheme, unlike PUBSUB_EMULATOR_HOST."""
+    return {
+        "STORAGE_EMULATOR_HOST": stack.storage_endpoint,
+        "OPENTRACK_BIGQUERY_ENDPOINT": stack.bigquery_endpoint,
+    }
+
+
+# --- Python 3.13 and the BigQuery emulator's virtualenv ---------------------------------
+
+
+def _is_python313(executable: str) -> bool:
+    """Runs it: a pyenv shim is on PATH even when 3.13 is not the selected version."""
+    check = (
+        "import sys, sysconfig, venv, ensurepip; "
+        "sys.exit(sys.version_info[:2] != (3, 13) "
+        "or bool(sysconfig.get_config_var('Py_GIL_DISABLED')))"
+    )
+    try:
+        result = subprocess.run(
+            [executable, "-c", check], capture_output=True, timeout=30, env=_clean_env()
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return result.returncode == 0
+
+
+def _pyenv_pythons() -> list[str]:
+    pyenv = shutil.which("pyenv")
+    if pyenv is None:
+        return []
+    try:
+        root = subprocess.run(
+            [pyenv, "root"], capture_output=True, text=True, timeout=30, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return []
+    def version(python: Path) -> list[int]:
+        return [int(number) for number in re.findall(r"\d+", python.parent.parent.name)]
+
+    found = Path(root).glob("versions/3.13*/bin/python3.13")
+    return [str(path) for path in sorted(found, key=version, reverse=True)]
+
+
+def find_python313() -> str:
+    """OPENTRACK_PYTHON313, else python3.13 on PATH, else pyenv's, else the machine image's."""
+    explicit = os.environ.get("OPENTRACK_PYTHON313")
+    if explicit:
+        if _is_python313(explicit):
+            return explicit
+        raise LocalStackError(
+            f"OPENTRACK_PYTHON313={explicit} is not a working Python 3.13 with venv/ensurepip"
+        )
+    on_path = shutil.which("python3.13")
+    candidates = ([on_path] if on_path else []) + _pyenv_pythons() + [_PYTHON_FALLBACK]
+    for candidate in dict.fromkeys(candidates):
+        if _is_python313(candidate):
+            return candidate
+    raise LocalStackError(
+        "the BigQuery emulator needs Python 3.13 and none was found (tried: "
+        + ", ".join(dict.fromkeys(candidates))
+        + "); install it (`pyenv install 3.13`) or set OPENTRACK_PYTHON313"
+    )
+
+
+def _pins() -> list[str]:
+    lines = (line.split("#", 1)[0].strip() for line in REQUIREMENTS.read_text().splitlines())
+    return [line for line in lines if line]
+
+
+def _requirements_key() -> str:
+    return hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
+
+
+def _redact(text: str) -> str:
+    """Hide user:password in URLs (index URLs) before showing tool output."""
+    return re.sub(r"(://)[^/\s@]+@", r"\1***@", text)
+
+
+def _run(command: Sequence[str], what: str, env: Mapping[str, str] | None = None) -> str:
+    """Run quietly; show the whole output only when it fails."""
+    result = subprocess.run(
+        list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    if result.returncode != 0:
+        raise LocalStackError(
+            f"{what} failed (exit {result.returncode}):\n{_redact(result.stdout)}"
+        )
+    return result.stdout
+
+
+def _check_dependencies(python: Path) -> None:
+    """pip check, accepting only the known duckdb>=2.0.0 complaint: the lock must be complete."""
+    result = subprocess.run(
+        [str(python), "-m", "pip", "check", "--disable-pip-version-check"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_clean_env(),
+    )
+    problems = [
+        line
+        for line in result.stdout.splitlines()
+        if line.strip()
+        and line != "No broken requirements found."
+        and not (line.startswith("local-bigquery ") and "requirement duckdb" in line)
+    ]
+    if problems:
+        raise LocalStackError(
+            f"{REQUIREMENTS.name} is incomplete or inconsistent (pip check):\n"
+            + "\n".join(problems)
+        )
+
+
+_INSTALL_EXTENSIONS = """
+import importlib, pathlib, sys, duckdb
+con = duckdb.connect()
+for name in sys.argv[1:]:
+    package = pathlib.Path(importlib.import_module("duckdb_extension_" + name).__file__).parent
+    files = sorted(package.glob(f"extensions/v{duckdb.__version__}/{name}.duckdb_extension"))
+    if not files:
+        sys.exit(f"no {name} extension for DuckDB {duckdb.__version__} in {package}")
+    con.execute("FORCE INSTALL '" + str(files[0]).replace("'", "''") + "'")
+    con.execute("LOAD " + name)
+"""
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """One installer at a time (two test sessions, or `up` during a test run)."""
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_bigquery_emulator(state_dir: Path) -> Path:
+    """Build the emulator's virtualenv once per version of the requirements; return its executable.
+
+    The marker is written last and holds the requirements' hash, so an interrupted install
+    or a changed lock file rebuilds from scratch instead of leaving a half-built venv.
+    """
+    state_dir = state_dir.resolve()
+    venv, home = state_dir / "bqvenv", state_dir / "home"
+    python, executable = venv / "bin" / "python", venv / "bin" / "local-bigquery"
+    marker, key = venv / ".opentrack-installed", _requirements_key()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with _locked(state_dir / ".install.lock"):
+        installed = marker.is_file() and marker.read_text().strip() == key
+        if installed and python.exists() and executable.exists() and (home / ".duckdb").is_dir():
+            return executable
+        started = time.monotonic()
+        _LOG.info("installing the BigQuery emulator into %s (first time only)", venv)
+        python313 = find_python313()
+        shutil.rmtree(venv, ignore_errors=True)
+        _run([python313, "-m", "venv", str(venv)], "creating the virtualenv", env=_clean_env())
+        pip = [str(python), "-m", "pip", "--disable-pip-version-check", "--no-input"]
+        # --no-deps: see the header of the requirements file.
+        _run(pip + ["install", "--no-deps", "-r", str(REQUIREMENTS)], "pip install", _clean_env())
+        _check_dependencies(python)
+        home.mkdir(parents=True, exist_ok=True)
+        extensions = [
+            pin.split("==")[0][len(_EXTENSION_PREFIX) :]
+            for pin in _pins()
+            if pin.startswith(_EXTENSION_PREFIX)
+        ]
+        _run(
+            [str(python), "-c", _INSTALL_EXTENSIONS, *extensions],
+            "installing the DuckDB extensions",
+            env=_clean_env(HOME=str(home)),
+        )
+        marker.write_text(key + "\n")
+        _LOG.info("installed the BigQuery emulator in %.1f s", time.monotonic() - started)
+    return executable
+
+
+def _clean_env(**overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k.upper() not in _SCRUBBED_ENV}
+    env.update(overrides)
+    return env
+
+
+# --- processes, ports, readiness ---------------------------------------------------------
+
+
+def _storage_executable() -> Path:
+    executable = Path(sys.executable).parent / "gcp-storage-emulator"
+    if not executable.exists():
+        raise LocalStackError(
+            f"gcp-storage-emulator is not installed next to {sys.executable}; "
+            "install the project with its `local` extra (pip install -e '.[local]')"
+        )
+    return executable
+
+
+def _free_ports(count: int) -> list[int]:
+    """Ports free now; all bound at once so they differ. A race loses fast (server exits)."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _spawn(command: list[str], log: Path, env: Mapping[str, str], cwd: Path) -> int:
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=dict(env),
+            cwd=cwd,
+            start_new_session=True,
+        )
+    _CHILDREN[process.pid] = process
+    return process.pid
+
+
+def _reap(pid: int) -> None:
+    process = _CHILDREN.get(pid)
+    if process is not None:
+        if process.poll() is not None:
+            del _CHILDREN[pid]
+        return
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass  # not our child: its parent (or init) reaps it
+
+
+def _is_ours(pid: int, name: str) -> bool:
+    if not Path("/proc/self").exists():
+        return True  # no way to tell; trust state.json
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return _MARKERS[name].encode() in cmdline
+
+
+def _alive(pid: int, name: str) -> bool:
+    _reap(pid)
+    if not _is_ours(pid, name):
+        return False
+    try:
+        os.killpg(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _terminate(processes: Mapping[str, int], grace_s: float = STOP_GRACE_S) -> None:
+    """SIGTERM each group, wait, SIGKILL what is left, wait for it to be gone."""
+    running = {name: pid for name, pid in processes.items() if _alive(pid, name)}
+    for pid in running.values():
+        _signal_group(pid, signal.SIGTERM)
+    for sig, wait_s in ((signal.SIGKILL, grace_s), (None, 5.0)):
+        deadline = time.monotonic() + wait_s
+        while running and time.monotonic() < deadline:
+            time.sleep(0.05)
+            running = {name: pid for name, pid in running.items() if _alive(pid, name)}
+        if sig is not None:
+            for name, pid in running.items():
+                _LOG.warning("%s (pid %d) ignored SIGTERM for %.0f s: SIGKILL", name, pid, grace_s)
+                _signal_group(pid, sig)
+    if running:
+        raise LocalStackError(f"could not stop {running}")
+
+
+def _http_status(url: str, timeout_s: float = 2.0) -> int | None:
+    """The HTTP status, or None when nothing answers."""
+    try:
+        with _HTTP.open(url, timeout=timeout_s) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        error.close()
+        return error.code
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+def _log_tail(log: Path, lines: int = 30) -> str:
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _wait_ready(name: str, pid: int, url: str, log: Path, deadline: float) -> None:
+    """Poll until 200; fail fast when the server dies or keeps answering an error.
+
+    With the wrong HOME, local-bigquery comes up but answers every request 400 (the icu
+    extension cannot be loaded): waiting for the timeout would hide that.
+    """
+    process, errors = _CHILDREN.get(pid), 0
+    while True:
+        if not _alive(pid, name):
+            code = process.returncode if process is not None else None
+            raise LocalStackError(
+                f"{name} exited (code {code}) before it was ready; {log}:\n{_log_tail(log)}"
+            )
+        status = _http_status(url)
+        if status == 200:
+            return
+        errors = errors + 1 if status is not None else 0
+        if errors >= 3:
+            raise LocalStackError(
+                f"{name} answers HTTP {status} at {url}; {log}:\n{_log_tail(log)}"
+            )
+        if time.monotonic() > deadline:
+            raise LocalStackError(
+                f"{name} not ready after {READY_TIMEOUT_S:.0f} s at {url}; {log}:\n{_log_tail(log)}"
+            )
+        time.sleep(0.1)
+
+
+def _datasets_url(endpoint: str, project: str) -> str:
+    return f"{endpoint}/bigquery/v2/projects/{project}/datasets"
+
+
+# --- state ------------------------------------------------------------------------------
+
+
+def _read_state(state_dir: Path) -> dict | None:
+    try:
+        return json.loads((state_dir / STATE_FILE).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        raise LocalStackError(f"unreadable {state_dir / STATE_FILE}: {error}") from error
+
+
+def _write_state(state_dir: Path, state: dict) -> None:
+    """Atomically: another process may read it at any time (status, down)."""
+    partial = state_dir / (STATE_FILE + ".partial")
+    partial.write_text(json.dumps(state, indent=2) + "\n")
+    os.replace(partial, state_dir / STATE_FILE)
+
+
+def _processes(state: dict) -> dict[str, int]:
+    return {name: int(state[name]["pid"]) for name in _MARKERS if name in state}
+
+
+def _stack(state: dict) -> LocalStack:
+    bigquery, storage = state["bigquery"], state["storage"]
+    return LocalStack(
+        bigquery_endpoint=bigquery["endpoint"],
+        storage_endpoint=storage["endpoint"],
+        project=state["project"],
+        pids=(int(bigquery["pid"]), int(storage["pid"])),
+        bigquery_grpc_endpoint=f"127.0.0.1:{bigquery['grpc_port']}",
+    )
+
+
+# --- the API ----------------------------------------------------------------------------
+
+
+def start(
+    state_dir: Path, project: str = DEFAULT_PROJECT, *, install_dir: Path | None = None
+) -> LocalStack:
+    """Install if needed, start both servers on free loopback ports, wait until they answer.
+
+    ``install_dir`` (default: ``state_dir``) holds the BigQuery emulator's venv and HOME;
+    everything of this run (state.json, logs, data) goes to ``state_dir``. On any failure,
+    interrupts included, whatever was started is stopped before the error propagates.
+    """
+    state_dir = state_dir.resolve()
+    install_dir = (install_dir or state_dir).resolve()
+    if status(state_dir) is not None:
+        raise LocalStackError(f"already running ({state_dir / STATE_FILE}); stop it first")
+    stop(state_dir)  # leftovers of a run that died without `down`
+    executable = ensure_bigquery_emulator(install_dir)
+    storage_executable = _storage_executable()
+    logs, data = state_dir / "logs", state_dir / "bqdata"
+    logs.mkdir(parents=True, exist_ok=True)
+    data.mkdir(parents=True, exist_ok=True)
+    bq_port, grpc_port, gcs_port = _free_ports(3)
+    bigquery_endpoint = f"http://127.0.0.1:{bq_port}"
+    storage_endpoint = f"http://127.0.0.1:{gcs_port}"
+    started = time.monotonic()
+    spawned: dict[str, int] = {}
+    try:
+        spawned["storage"] = _spawn(
+            [str(storage_executable), "start", "--host", "127.0.0.1", "--port", str(gcs_port),
+             "--in-memory"],
+            logs / "storage.log",
+            os.environ,
+            state_dir,
+        )  # fmt: skip
+        spawned["bigquery"] = _spawn(
+            [str(executable), "serve", "--host", "127.0.0.1", "--port", str(bq_port),
+             "--grpc-port", str(grpc_port), "--project", project, "--data-dir", str(data)],
+            logs / "bigquery.log",
+            _clean_env(HOME=str(install_dir / "home")),
+            state_dir,
+        )  # fmt: skip
+        state = {
+            "project": project,
+            "bigquery": {
+                "pid": spawned["bigquery"],
+                "port": bq_port,
+                "grpc_port": grpc_port,
+                "endpoint": bigquery_endpoint,
+                "log": str(logs / "bigquery.log"),
+            },
+            "storage": {
+                "pid": spawned["storage"],
+                "port": gcs_port,
+                "endpoint": storage_endpoint,
+                "log": str(logs / "storage.log"),
+            },
+            "install_dir": str(install_dir),
+            "data_dir": str(data),
+        }
+        _write_state(state_dir, state)
+        deadline = started + READY_TIMEOUT_S
+        _wait_ready(
+            "storage", spawned["storage"], f"{storage_endpoint}/", logs / "storage.log", deadline
+        )
+        _wait_ready(
+            "bigquery", spawned["bigquery"], _datasets_url(bigquery_endpoint, project),
+            logs / "bigquery.log", deadline,
+        )  # fmt: skip
+    except BaseException:
+        _terminate(spawned)
+        (state_dir / STATE_FILE).unlink(missing_ok=True)
+        raise
+    _LOG.info("local stack ready in %.1f s", time.monotonic() - started)
+    return _stack(state)
+
+
+def stop(state_dir: Path) -> bool:
+    """Stop what state.json names; False when nothing was recorded. Safe to call twice."""
+    state_dir = state_dir.resolve()
+    state = _read_state(state_dir)
+    if state is None:
+        return False
+    _terminate(_processes(state))
+    (state_dir / STATE_FILE).unlink(missing_ok=True)
+    return True
+
+
+def status(state_dir: Path) -> LocalStack | None:
+    """The stack, if its processes are alive and both endpoints answer."""
+    state = _read_state(state_dir.resolve())
+    if state is None:
+        return None
+    if not all(_alive(pid, name) for name, pid in _processes(state).items()):
+        return None
+    stack = _stack(state)
+    if _http_status(_datasets_url(stack.bigquery_endpoint, stack.project)) != 200:
+        return None
+    if _http_status(f"{stack.storage_endpoint}/") is None:
+        return None
+    return stack
+
+
+@contextmanager
+def running(
+    state_dir: Path, project: str = DEFAULT_PROJECT, *, install_dir: Path | None = None
+) -> Iterator[LocalStack]:
+    """A stack for the duration of a block; stopped however the block ends."""
+    stack = start(state_dir, project, install_dir=install_dir)
+    try:
+        yield stack
+    finally:
+        stop(state_dir)
+
+
+# --- opentrack local up|down|status -----------------------------------------------------
+
+
+def _describe(stack: LocalStack, state_dir: Path) -> str:
+    return "\n".join(
+        [
+            f"bigquery  {stack.bigquery_endpoint}  (project {stack.project}, "
+            f"storage API {stack.bigquery_grpc_endpoint}, pid {stack.pids[0]})",
+            f"storage   {stack.storage_endpoint}  (pid {stack.pids[1]})",
+            f"state     {state_dir.resolve() / STATE_FILE}",
+        ]
+    )
+
+
+def _exports(stack: LocalStack) -> str:
+    return "\n".join(f"export {k}={shlex.quote(v)}" for k, v in environment(stack).items())
+
+
+def main(argv: list[str]) -> int:
+    """``opentrack local up|down|status``. ``up`` prints only the export lines on stdout,
+    so ``eval "$(opentrack local up)"`` configures the shell."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="where the venv, data, logs and state.json live "
+        "(default: $OPENTRACK_LOCAL_STATE or <repo>/.local-stack)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="opentrack local", description="BigQuery and GCS emulators on 127.0.0.1."
+    )
+    actions = parser.add_subparsers(dest="action", required=True)
+    up = actions.add_parser(
+        "up", parents=[common], help="install if needed, start, print the export lines"
+    )
+    up.add_argument("--project", default=DEFAULT_PROJECT, help="BigQuery project id")
+    actions.add_parser("down", parents=[common], help="stop the servers")
+    actions.add_parser(
+        "status", parents=[common], help="print the endpoints; exit 1 when not running"
+    )
+    args = parser.parse_args(argv)
+    state_dir: Path = args.state_dir or default_state_dir()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        if args.action == "up":
+            stack = status(state_dir)
+            if stack is not None:
+                print("already running", file=sys.stderr)
+            else:
+                stack = start(state_dir, args.project)
+            print(_describe(stack, state_dir), file=sys.stderr)
+            print(_exports(stack))
+            return 0
+        if args.action == "down":
+            print("stopped" if stop(state_dir) else "not running", file=sys.stderr)
+            return 0
+        stack = status(state_dir)
+        if stack is None:
+            print("not running")
+            return 1
+        print(_describe(stack, state_dir))
+        print(_exports(stack))
+        return 0
+    except LocalStackError as error:
+        print(f"opentrack local: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

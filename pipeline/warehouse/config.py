@@ -1,0 +1,27 @@
+"""Where and how the pipeline writes: a picklable value DoFns carry to workers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from google.cloud import bigquery
+
+from pipeline.warehouse.client import make_client
+from pipeline.warehouse.manager import SchemaManager, TableSettings
+
+
+@dataclass(frozen=True)
+class WarehouseConfig:
+    project: str
+    endpoint: str | None = None
+    auto_table_management: bool = True
+    settings: TableSettings = field(default_factory=TableSettings)
+    cache_ttl: float = 300.0
+    write_method: str = "STREAMING_INSERTS"
+    ignore_unknown_values: bool = False
+
+    def client(self) -> bigquery.Client:
+        return make_client(self.project, self.endpoint, self.settings.location)
+
+    def manager(self) -> SchemaManager:
+        return SchemaManager(self.client(), self.project, self.settings, self.cache_ttl)

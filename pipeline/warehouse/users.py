@@ -1,0 +1,85 @@
+"""The ``users`` table: one row per user id with the latest value of every trait.
+
+Maintained by MERGE from a staging table, never by streaming inserts into
+``users`` (DML cannot touch streamed rows for ~30 minutes). For each column,
+a newer row (by event ``timestamp``, then ``received_at``) wins when it has a
+value; an older row (a backfill) only fills columns the user does not have yet.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Iterable, Mapping
+
+from google.cloud import bigquery
+
+from pipeline.warehouse import identifiers
+from pipeline.warehouse.client import RETRY
+from pipeline.warehouse.schema import to_api
+
+INSERT_CHUNK = 500
+_META = ("id", "received_at", "timestamp")
+
+
+def _order(row: Mapping[str, Any]) -> tuple[str, str]:
+    # Canonical timestamps compare correctly as text.
+    return row.get("timestamp") or "", row.get("received_at") or ""
+
+
+def latest_traits(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, Any]:
+    """Two users rows of one user folded into one; the newer wins column by column."""
+    older, newer = (second, first) if _order(first) > _order(second) else (first, second)
+    return {**older, **newer}
+
+
+def merge_sql(project: str, dataset: str, staging: str, columns: Iterable[str]) -> str:
+    """MERGE of the staging rows into ``users`` (identifiers validated and quoted)."""
+    target = identifiers.quoted_table(project, dataset, "users")
+    source = identifiers.quoted_table(project, dataset, staging)
+    names = [identifiers.quoted_column(c) for c in columns]
+    newer = (
+        "(T.`timestamp` IS NULL OR S.`timestamp` > T.`timestamp` OR "
+        "(S.`timestamp` = T.`timestamp` AND S.`received_at` >= T.`received_at`))"
+    )
+    updates = []
+    for name in names:
+        if name == "`id`":
+            continue
+        if name in ("`received_at`", "`timestamp`"):
+            updates.append(f"{name} = GREATEST(COALESCE(T.{name}, S.{name}), S.{name})")
+        else:
+            updates.append(
+                f"{name} = IF({newer}, COALESCE(S.{name}, T.{name}), COALESCE(T.{name}, S.{name}))"
+            )
+    return (
+        f"MERGE {target} T USING {source} S ON T.`id` = S.`id` "
+        f"WHEN MATCHED THEN UPDATE SET {', '.join(updates)} "
+        f"WHEN NOT MATCHED THEN INSERT ({', '.join(names)}) "
+        f"VALUES ({', '.join('S.' + n for n in names)})"
+    )
+
+
+def merge_users(
+    client: bigquery.Client,
+    project: str,
+    dataset: str,
+    rows: list[dict[str, Any]],
+    schema: Mapping[str, str],
+) -> int:
+    """Upsert ``rows`` (one per user id) into ``dataset.users``; returns rows merged."""
+    if not rows:
+        return 0
+    columns = sorted({c for row in rows for c in row} | set(_META))
+    staging = f"_opentrack_users_staging_{uuid.uuid4().hex[:12]}"
+    ref = f"{identifiers.project_id(project)}.{identifiers.dataset_id(dataset)}.{staging}"
+    table = bigquery.Table(ref, schema=to_api({c: schema[c] for c in columns}))
+    client.create_table(table, retry=RETRY)
+    try:
+        for start in range(0, len(rows), INSERT_CHUNK):
+            errors = client.insert_rows_json(ref, rows[start : start + INSERT_CHUNK], retry=RETRY)
+            if errors:
+                raise RuntimeError(f"staging users rows into {ref} failed: {errors[:3]}")
+        client.query(merge_sql(project, dataset, staging, columns), retry=RETRY).result()
+    finally:
+        client.delete_table(ref, not_found_ok=True, retry=RETRY)
+    return len(rows)

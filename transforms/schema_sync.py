@@ -1,0 +1,112 @@
+"""The schema step of a batch run: every table's union schema applied before any write.
+
+Rows are keyed by destination table and their schemas merged (column by
+column widening); ``ApplySchemas`` makes each table fit its union once (one
+``SchemaManager.ensure`` per table, so API calls grow with tables and changes,
+never with events). ``FitRows`` reads the final schemas as a side input, so
+no row is written before its table is ready, and coerces every value to its
+column's type; a row that still does not fit becomes a dead letter.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Iterator, Mapping
+
+import apache_beam as beam
+import orjson
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
+
+from pipeline.warehouse.config import WarehouseConfig
+from pipeline.warehouse.schema import RowMisfit, fit_row, union
+from transforms.deadletter import DeadLetter, EventRejected, Reason, Stage, make_dead_letter
+from transforms.event_model import DEAD_LETTERS, METRICS_NAMESPACE
+from transforms.infer import widen
+from transforms.normalize import TableRow
+
+TableKey = tuple[str, str]  # (dataset, table)
+
+
+def table_schema_of(row: TableRow) -> tuple[TableKey, Mapping[str, str]]:
+    return (row.dataset, row.table), row.schema
+
+
+class UnionSchemas(beam.CombineFn):
+    """Per table: the narrowest schema that holds all of its rows."""
+
+    def create_accumulator(self) -> dict[str, str]:
+        return {}
+
+    def add_input(self, accumulator: dict[str, str], schema: Mapping[str, str]) -> dict[str, str]:
+        for name, kind in schema.items():
+            known = accumulator.get(name)
+            if known is None:
+                accumulator[name] = kind
+            elif known != kind:
+                accumulator[name] = widen(known, kind)
+        return accumulator
+
+    def merge_accumulators(self, accumulators: Iterable[dict[str, str]]) -> dict[str, str]:
+        return union(accumulators)
+
+    def extract_output(self, accumulator: dict[str, str]) -> dict[str, str]:
+        return accumulator
+
+
+class ApplySchemas(beam.DoFn):
+    """(table, union schema) -> (table, (final schema, refused columns))."""
+
+    def __init__(self, config: WarehouseConfig) -> None:
+        self._config = config
+        self._manager = None
+
+    def setup(self) -> None:
+        self._manager = self._config.manager()
+
+    def process(self, element: tuple[TableKey, dict[str, str]]) -> Iterator[Any]:
+        (dataset, table), wanted = element
+        result = self._manager.ensure(dataset, table, wanted)  # type: ignore[union-attr]
+        if result.changed:
+            Metrics.counter(METRICS_NAMESPACE, "schema_tables_changed").inc()
+        yield (dataset, table), (result.schema, result.refused)
+
+
+def _misfit(row: TableRow, reason: Reason, detail: str) -> DeadLetter:
+    return make_dead_letter(
+        Stage.SCHEMA,
+        EventRejected(reason, f"{row.dataset}.{row.table}: {detail}"),
+        orjson.dumps(row.row),
+        source=row.dataset,
+        received_at=row.row.get("received_at"),
+        message_id=row.row.get("id") if row.table != "users" else None,
+    )
+
+
+class FitRows(beam.DoFn):
+    """Coerce each row to its table's final schema; misfits become dead letters."""
+
+    def __init__(self) -> None:
+        self._fitted = Metrics.counter(METRICS_NAMESPACE, "schema_rows_fitted")
+        self._dead = Metrics.counter(METRICS_NAMESPACE, "schema_dead_letters")
+
+    def process(
+        self, row: TableRow, schemas: Mapping[TableKey, tuple[dict[str, str], dict[str, str]]]
+    ) -> Iterator[TableRow | TaggedOutput]:
+        table_schema, refused = schemas[(row.dataset, row.table)]
+        over_limit = [name for name in row.row if name in refused]
+        if over_limit:
+            self._dead.inc()
+            yield TaggedOutput(
+                DEAD_LETTERS,
+                _misfit(row, Reason.COLUMN_LIMIT, f"{len(over_limit)} columns refused: "
+                        f"{refused[over_limit[0]]}"),
+            )
+            return
+        try:
+            fitted = fit_row(row.row, row.schema, table_schema)
+        except RowMisfit as misfit:
+            self._dead.inc()
+            yield TaggedOutput(DEAD_LETTERS, _misfit(row, Reason.SCHEMA_MISMATCH, str(misfit)))
+            return
+        self._fitted.inc()
+        yield TableRow(row.dataset, row.table, fitted, row.schema)

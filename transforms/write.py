@@ -1,0 +1,177 @@
+"""Writing rows: Beam's WriteToBigQuery with per-row destinations, and users MERGE.
+
+``WriteRows`` hands each row to ``WriteToBigQuery`` as a ``DestinedRow`` (a
+plain dict that also knows its table: Beam's destination callable reads the
+table, BigQuery receives only the columns), with ``CREATE_NEVER`` because the
+schema step owns creation. Rows BigQuery refuses for good come back as dead
+letters carrying BigQuery's own error; transient failures are retried by
+Beam (``RETRY_ON_TRANSIENT_ERROR``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterable, Iterator
+
+import apache_beam as beam
+import orjson
+from apache_beam.io.gcp.bigquery import BigQueryDisposition, WriteToBigQuery
+from apache_beam.io.gcp.bigquery_tools import RetryStrategy
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import AsDict, PCollection
+
+from pipeline.warehouse.beam_client import EndpointBigQueryClient
+from pipeline.warehouse.config import WarehouseConfig
+from pipeline.warehouse.schema import from_api
+from pipeline.warehouse.users import latest_traits, merge_users
+from transforms.deadletter import DeadLetter, EventRejected, Reason, Stage, make_dead_letter
+from transforms.event_model import METRICS_NAMESPACE
+from transforms.normalize import TableRow
+
+_LOG = logging.getLogger(__name__)
+
+
+class DestinedRow(dict):
+    """A row (the dict BigQuery receives) with its ``project:dataset.table``."""
+
+    __slots__ = ("table_spec",)
+
+    def __init__(self, row: dict[str, Any], table_spec: str) -> None:
+        super().__init__(row)
+        self.table_spec = table_spec
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return DestinedRow, (dict(self), self.table_spec)
+
+
+def to_destined(row: TableRow, project: str) -> DestinedRow:
+    return DestinedRow(row.row, f"{project}:{row.dataset}.{row.table}")
+
+
+def destination_of(row: DestinedRow) -> str:
+    return row.table_spec
+
+
+def _dataset_and_table(destination: Any) -> tuple[str, str]:
+    if hasattr(destination, "datasetId"):
+        return destination.datasetId, destination.tableId
+    spec = str(destination).split(":")[-1]
+    dataset, _, table = spec.partition(".")
+    return dataset, table
+
+
+def rejected_row_dead_letter(failure: tuple[Any, dict[str, Any], list[Any]]) -> DeadLetter:
+    """A row BigQuery refused, as a dead letter with BigQuery's own error."""
+    destination, row, errors = failure
+    dataset, table = _dataset_and_table(destination)
+    detail = "; ".join(
+        f"{e.get('reason', '')}: {e.get('message', '')}".strip(": ")
+        for error in errors
+        for e in (error.get("errors", [error]) if isinstance(error, dict) else [error])
+        if isinstance(e, dict)
+    ) or str(errors)
+    return make_dead_letter(
+        Stage.WRITE,
+        EventRejected(Reason.WRITE_REJECTED, f"{dataset}.{table}: {detail}"),
+        orjson.dumps(dict(row)),
+        source=dataset,
+        received_at=row.get("received_at"),
+        message_id=row.get("id") if table != "users" else None,
+    )
+
+
+class WriteRows(beam.PTransform):
+    """TableRows -> BigQuery; returns the dead letters of rows BigQuery refused."""
+
+    def __init__(self, config: WarehouseConfig) -> None:
+        super().__init__()
+        self._config = config
+
+    def expand(self, rows: PCollection) -> PCollection:
+        config = self._config
+        client = EndpointBigQueryClient(config.project, config.endpoint) if config.endpoint else None
+        result = (
+            rows
+            | "ToDestinedRows" >> beam.Map(to_destined, config.project)
+            | "WriteToBigQuery"
+            >> WriteToBigQuery(
+                table=destination_of,
+                project=config.project,
+                method=config.write_method,
+                create_disposition=BigQueryDisposition.CREATE_NEVER,
+                write_disposition=BigQueryDisposition.WRITE_APPEND,
+                insert_retry_strategy=RetryStrategy.RETRY_ON_TRANSIENT_ERROR,
+                ignore_unknown_columns=config.ignore_unknown_values,
+                test_client=client,
+            )
+        )
+        if config.write_method != "STREAMING_INSERTS":
+            return rows.pipeline | "NoRowLevelFailures" >> beam.Create([])
+        return result.failed_rows_with_errors | "RejectedRowsToDeadLetters" >> beam.Map(
+            rejected_row_dead_letter
+        )
+
+
+class LatestTraits(beam.CombineFn):
+    """One users row per user: the latest value of every trait (by received_at)."""
+
+    def create_accumulator(self) -> dict[str, Any]:
+        return {}
+
+    def add_input(self, accumulator: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+        return latest_traits(accumulator, row) if accumulator else dict(row)
+
+    def merge_accumulators(self, accumulators: Iterable[dict[str, Any]]) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        for accumulator in accumulators:
+            if accumulator:
+                merged = latest_traits(merged, accumulator) if merged else dict(accumulator)
+        return merged
+
+    def extract_output(self, accumulator: dict[str, Any]) -> dict[str, Any]:
+        return accumulator
+
+
+class MergeUsersFn(beam.DoFn):
+    """(dataset, users rows) -> MERGE into dataset.users."""
+
+    def __init__(self, config: WarehouseConfig) -> None:
+        self._config = config
+        self._client = None
+        self._merged = Metrics.counter(METRICS_NAMESPACE, "users_rows_merged")
+
+    def setup(self) -> None:
+        self._client = self._config.client()
+
+    def process(
+        self, element: tuple[str, Iterable[dict[str, Any]]], schemas: dict[Any, Any]
+    ) -> Iterator[int]:
+        dataset, rows = element
+        known = schemas.get((dataset, "users"))
+        if known is not None:
+            schema = known[0]
+        else:  # no schema step (manual mode): the live table's schema
+            table = self._client.get_table(f"{self._config.project}.{dataset}.users")
+            schema = from_api(table.schema)
+        merged = merge_users(self._client, self._config.project, dataset, list(rows), schema)
+        self._merged.inc(merged)
+        yield merged
+
+
+class MergeUsers(beam.PTransform):
+    """Fitted users rows -> one MERGE per dataset, after the schema step."""
+
+    def __init__(self, config: WarehouseConfig, schemas: PCollection) -> None:
+        super().__init__()
+        self._config = config
+        self._schemas = schemas
+
+    def expand(self, users_rows: PCollection) -> PCollection:
+        return (
+            users_rows
+            | "KeyByUser" >> beam.Map(lambda r: ((r.dataset, r.row["id"]), r.row))
+            | "LatestTraitsPerUser" >> beam.CombinePerKey(LatestTraits())
+            | "KeyByDataset" >> beam.Map(lambda kv: (kv[0][0], kv[1]))
+            | "UsersPerDataset" >> beam.GroupByKey()
+            | "Merge" >> beam.ParDo(MergeUsersFn(self._config), AsDict(self._schemas))
+        )
