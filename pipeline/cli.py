@@ -7,7 +7,7 @@ import logging
 import sys
 from typing import Sequence
 
-from pipeline import preview, run
+from pipeline import localstack, preview, run
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -26,6 +26,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(see pipeline/options.py)",
         add_help=False,
     )
+    commands.add_parser(
+        "local", help="start/stop the local stack of emulators: local up|down|status", add_help=False
+    )
+    if argv[:1] == ["local"]:
+        return localstack.main(argv[1:])
     if argv[:1] == ["run"]:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         return run.main(argv[1:])

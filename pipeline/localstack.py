@@ -31,6 +31,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -87,11 +88,34 @@ def default_state_dir() -> Path:
     return Path(os.environ.get("OPENTRACK_LOCAL_STATE") or REPO / ".local-stack")
 
 
+# Application Default Credentials holding a pre-issued, never-expiring token for the
+# emulators (which ignore tokens). Without credentials Beam's GCS IO retries the ADC
+# lookup for ~25 s per process before going anonymous; with this documented ADC file it
+# finds credentials at once and needs no network to use them.
+LOCAL_CREDENTIALS = {
+    "type": "authorized_user",
+    "client_id": "opentrack-local-stack",
+    "client_secret": "opentrack-local-stack",
+    "refresh_token": "opentrack-local-stack",
+    "token": "opentrack-local-stack",
+    "expiry": "2999-01-01T00:00:00Z",
+}
+
+
+def local_credentials_file() -> Path:
+    path = Path(tempfile.gettempdir()) / "opentrack-local-stack-credentials.json"
+    text = json.dumps(LOCAL_CREDENTIALS)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
 def environment(stack: LocalStack) -> dict[str, str]:
     """Variables clients need. GCS wants the scheme, unlike PUBSUB_EMULATOR_HOST."""
     return {
         "STORAGE_EMULATOR_HOST": stack.storage_endpoint,
         "OPENTRACK_BIGQUERY_ENDPOINT": stack.bigquery_endpoint,
+        "GOOGLE_APPLICATION_CREDENTIALS": str(local_credentials_file()),
     }
 
 
@@ -324,6 +348,9 @@ def _reap(pid: int) -> None:
 
 
 def _is_ours(pid: int, name: str) -> bool:
+    # Our own children are known; their /proc cmdline can still be empty right after spawn.
+    if pid in _CHILDREN:
+        return True
     if not Path("/proc/self").exists():
         return True  # no way to tell; trust state.json
     try:
