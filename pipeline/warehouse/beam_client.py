@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from apache_beam.io.gcp.internal.clients.bigquery import BigqueryV2
+from apache_beam.metrics import Metrics
 
 from pipeline.warehouse.client import make_client
 
@@ -27,6 +28,7 @@ class EndpointBigQueryClient(BigqueryV2):
     def insert_rows_json(self, table: str, json_rows: list[dict[str, Any]], **kwargs: Any) -> Any:
         if self._gcp_client is None:
             self._gcp_client = make_client(self._project, self._endpoint)
+        Metrics.counter("opentrack", "bigquery_insert_requests").inc()
         return self._gcp_client.insert_rows_json(table, json_rows, **kwargs)
 
     def __getstate__(self) -> dict[str, str]:

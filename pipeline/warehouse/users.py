@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, Iterable, Mapping
 
+from apache_beam.metrics import Metrics
 from google.cloud import bigquery
 
 from pipeline.warehouse import identifiers
@@ -73,13 +74,16 @@ def merge_users(
     staging = f"_opentrack_users_staging_{uuid.uuid4().hex[:12]}"
     ref = f"{identifiers.project_id(project)}.{identifiers.dataset_id(dataset)}.{staging}"
     table = bigquery.Table(ref, schema=to_api({c: schema[c] for c in columns}))
+    calls = Metrics.counter("opentrack", "bigquery_users_merge_calls")
     client.create_table(table, retry=RETRY)
     try:
         for start in range(0, len(rows), INSERT_CHUNK):
+            calls.inc()
             errors = client.insert_rows_json(ref, rows[start : start + INSERT_CHUNK], retry=RETRY)
             if errors:
                 raise RuntimeError(f"staging users rows into {ref} failed: {errors[:3]}")
         client.query(merge_sql(project, dataset, staging, columns), retry=RETRY).result()
     finally:
         client.delete_table(ref, not_found_ok=True, retry=RETRY)
+        calls.inc(3)  # create, MERGE, delete
     return len(rows)

@@ -1,0 +1,81 @@
+"""TestPipeline tests of the batch schema step's pure Beam parts (no warehouse needed)."""
+
+from __future__ import annotations
+
+import apache_beam as beam
+from apache_beam.pvalue import AsDict
+from apache_beam.testing.util import assert_that, equal_to
+
+from tests.conftest import make_test_pipeline
+from transforms.event_model import DEAD_LETTERS
+from transforms.normalize import TableRow
+from transforms.schema_sync import FitRows, UnionSchemas, table_schema_of
+
+
+def _row(table: str, row: dict, schema: dict) -> TableRow:
+    return TableRow("shop", table, row, schema)
+
+
+ROWS = [
+    _row("orders", {"id": "1", "total": 3}, {"id": "STRING", "total": "INTEGER"}),
+    _row("orders", {"id": "2", "total": 2.5}, {"id": "STRING", "total": "FLOAT"}),
+    _row("orders", {"id": "3", "paid": True}, {"id": "STRING", "paid": "BOOLEAN"}),
+    _row("orders", {"id": "4", "paid": "yes"}, {"id": "STRING", "paid": "STRING"}),
+    _row("wide", {"id": "5", "c9999": "x"}, {"id": "STRING", "c9999": "STRING"}),
+    _row("wide", {"id": "6"}, {"id": "STRING"}),
+]
+
+
+def test_union_schema_per_table_widens_column_by_column() -> None:
+    with make_test_pipeline() as pipeline:
+        unions = (
+            pipeline
+            | beam.Create(ROWS)
+            | beam.Map(table_schema_of)
+            | beam.CombinePerKey(UnionSchemas())
+        )
+        assert_that(
+            unions,
+            equal_to(
+                [
+                    (("shop", "orders"), {"id": "STRING", "total": "FLOAT", "paid": "STRING"}),
+                    (("shop", "wide"), {"id": "STRING", "c9999": "STRING"}),
+                ]
+            ),
+        )
+
+
+def test_fit_rows_coerces_to_the_final_schema_and_dead_letters_misfits() -> None:
+    final = [
+        (("shop", "orders"), ({"id": "STRING", "total": "FLOAT", "paid": "STRING"}, {})),
+        (("shop", "wide"), ({"id": "STRING"}, {"c9999": "over the 10000-column limit"})),
+    ]
+    misfit = _row("orders", {"id": "7", "total": "many"}, {"id": "STRING", "total": "STRING"})
+    with make_test_pipeline() as pipeline:
+        schemas = pipeline | "Schemas" >> beam.Create(final)
+        fitted = (
+            pipeline
+            | "Rows" >> beam.Create([*ROWS, misfit])
+            | beam.ParDo(FitRows(), AsDict(schemas)).with_outputs(DEAD_LETTERS, main="rows")
+        )
+        assert_that(
+            fitted.rows | "Values" >> beam.Map(lambda r: (r.table, sorted(r.row.items()))),
+            equal_to(
+                [
+                    ("orders", [("id", "1"), ("total", 3.0)]),
+                    ("orders", [("id", "2"), ("total", 2.5)]),
+                    ("orders", [("id", "3"), ("paid", "true")]),
+                    ("orders", [("id", "4"), ("paid", "yes")]),
+                    ("wide", [("id", "6")]),
+                ]
+            ),
+            label="rows",
+        )
+        assert_that(
+            fitted[DEAD_LETTERS]
+            | "Reasons" >> beam.Map(lambda d: (d.stage, d.reason, d.message_id)),
+            equal_to(
+                [("schema", "column_limit", "5"), ("schema", "schema_mismatch", "7")]
+            ),
+            label="dead_letters",
+        )
