@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Iterator
+
 import apache_beam as beam
+from apache_beam.metrics import Metrics
 from apache_beam.coders import BytesCoder
 from apache_beam.io import ReadFromText
 from apache_beam.pvalue import AsDict, PCollection
@@ -12,6 +16,7 @@ from pipeline.warehouse.config import WarehouseConfig
 from transforms.deadletter import DEAD_LETTER_SCHEMA, DeadLetter, dead_letter_dataset, dead_letter_row
 from transforms.event_model import (
     DEAD_LETTERS,
+    METRICS_NAMESPACE,
     Clock,
     EventsToRows,
     EventsToRowsResult,
@@ -26,6 +31,7 @@ from transforms.timestamps import format_timestamp
 from transforms.write import MergeUsers, WriteRows
 
 ROWS = "rows"
+_LOG = logging.getLogger(__name__)
 
 
 def read_files(pipeline: beam.Pipeline, pattern: str) -> PCollection:
@@ -45,7 +51,7 @@ class DeadLettersToRows(beam.DoFn):
         self._default_source = default_source
         self._clock = clock
 
-    def process(self, dead_letter: DeadLetter):  # noqa: ANN201 - generator of TableRow
+    def process(self, dead_letter: DeadLetter) -> Iterator[TableRow]:
         dataset = dead_letter_dataset(dead_letter.source, self._default_source)
         row = dead_letter_row(dead_letter, format_timestamp(self._clock()))
         yield TableRow(dataset, DEAD_LETTER_TABLE, row, DEAD_LETTER_SCHEMA)
@@ -98,12 +104,8 @@ def write_to_bigquery(
 
 def _report_lost(dead_letter: DeadLetter) -> None:
     """A dead letter that could not be stored either: counted and logged loudly."""
-    import logging
-
-    from apache_beam.metrics import Metrics
-
-    Metrics.counter("opentrack", "dead_letters_not_stored").inc()
-    logging.getLogger(__name__).error(
+    Metrics.counter(METRICS_NAMESPACE, "dead_letters_not_stored").inc()
+    _LOG.error(
         "dead letter could not be stored: %s %s", dead_letter.reason, dead_letter.error[:500]
     )
 
