@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import logging
-from typing import Iterator
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 from apache_beam.coders import BytesCoder
 from apache_beam.io import ReadFromText
 from apache_beam.pvalue import AsDict, PCollection
 
 from pipeline.options import OpenTrackOptions, model_config, warehouse_config
 from pipeline.warehouse.config import WarehouseConfig
-from transforms.deadletter import DEAD_LETTER_SCHEMA, DeadLetter, dead_letter_dataset, dead_letter_row
+from transforms.deadletter import DEAD_LETTER_SCHEMA
 from transforms.event_model import (
     DEAD_LETTERS,
-    METRICS_NAMESPACE,
     Clock,
     EventsToRows,
     EventsToRowsResult,
@@ -27,8 +24,13 @@ from transforms.file_sink import WriteJsonLines
 from transforms.naming import DEAD_LETTER_TABLE
 from transforms.normalize import TableRow
 from transforms.schema_sync import ApplySchemas, FitRows, UnionSchemas, table_schema_of
-from transforms.timestamps import format_timestamp
-from transforms.write import MergeUsers, WriteRows
+from transforms.write import (
+    DeadLettersToRows,
+    MergeUsers,
+    WriteRows,
+    rejected_row_dead_letter,
+    report_lost,
+)
 
 ROWS = "rows"
 _LOG = logging.getLogger(__name__)
@@ -42,19 +44,6 @@ def read_files(pipeline: beam.Pipeline, pattern: str) -> PCollection:
         | "ReadFiles" >> ReadFromText(pattern, coder=BytesCoder())
         | "LinesToMessages" >> beam.FlatMap(line_to_message)
     )
-
-
-class DeadLettersToRows(beam.DoFn):
-    """Dead letters as rows of their dataset's dead-letter table."""
-
-    def __init__(self, default_source: str, clock: Clock) -> None:
-        self._default_source = default_source
-        self._clock = clock
-
-    def process(self, dead_letter: DeadLetter) -> Iterator[TableRow]:
-        dataset = dead_letter_dataset(dead_letter.source, self._default_source)
-        row = dead_letter_row(dead_letter, format_timestamp(self._clock()))
-        yield TableRow(dataset, DEAD_LETTER_TABLE, row, DEAD_LETTER_SCHEMA)
 
 
 def _is_users(row: TableRow) -> bool:
@@ -92,22 +81,22 @@ def write_to_bigquery(
     users = rows | "UsersRows" >> beam.Filter(_is_users)
     tables = rows | "TableRows" >> beam.Filter(lambda row: not _is_users(row))
     _ = users | "MergeUsers" >> MergeUsers(warehouse, schemas)
-    rejected = tables | "WriteRows" >> WriteRows(warehouse)
+    rejected = (
+        tables
+        | "WriteRows" >> WriteRows(warehouse)
+        | "RejectedRowsToDeadLetters" >> beam.Map(rejected_row_dead_letter)
+    )
     late_dead = (
         (misfits, rejected)
         | "LateDeadLetters" >> beam.Flatten()
         | "LateDeadLettersToRows" >> beam.ParDo(DeadLettersToRows(default_source, clock))
     )
-    lost = late_dead | "WriteDeadLetters" >> WriteRows(warehouse)
-    _ = lost | "ReportLostDeadLetters" >> beam.Map(_report_lost)
-
-
-def _report_lost(dead_letter: DeadLetter) -> None:
-    """A dead letter that could not be stored either: counted and logged loudly."""
-    Metrics.counter(METRICS_NAMESPACE, "dead_letters_not_stored").inc()
-    _LOG.error(
-        "dead letter could not be stored: %s %s", dead_letter.reason, dead_letter.error[:500]
+    lost = (
+        late_dead
+        | "WriteDeadLetters" >> WriteRows(warehouse)
+        | "LostToDeadLetters" >> beam.Map(rejected_row_dead_letter)
     )
+    _ = lost | "ReportLostDeadLetters" >> beam.Map(report_lost)
 
 
 def build_graph(pipeline: beam.Pipeline, clock: Clock = utc_now) -> EventsToRowsResult:

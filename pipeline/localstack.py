@@ -1,18 +1,21 @@
-"""The local stack: real BigQuery and GCS emulators on 127.0.0.1 (``opentrack local``).
+"""The local stack: real BigQuery, GCS and Pub/Sub emulators on 127.0.0.1 (``opentrack local``).
 
 BigQuery is ``local-bigquery`` (DuckDB-backed). It needs Python 3.13, so it lives in its
 own virtualenv, ``<install dir>/bqvenv``, built from ``localstack_requirements.txt``. DuckDB
 has no setting for its extension directory other than ``$HOME/.duckdb``, so the extensions
 are installed from their wheels' files under ``<install dir>/home`` and the server always
 runs with that HOME: this is what makes it work offline. GCS is ``gcp-storage-emulator``,
-installed in the project's own virtualenv (the ``local`` extra).
+installed in the project's own virtualenv (the ``local`` extra). Pub/Sub is Google's own
+emulator, the jar of the machine image's ``google-cloud-cli-pubsub-emulator`` package, run
+with ``java -jar`` (no gcloud wrapper, no Python). Without the jar or ``java`` the stack still
+starts BigQuery and GCS and says why Pub/Sub is unavailable (``pubsub_unavailable``).
 
 Layout of a state dir: ``state.json`` (pids, ports, endpoints), ``logs/``, ``bqdata/`` (the
 BigQuery data, kept across ``down``/``up``; GCS runs in memory). The install dir (``bqvenv``
 and ``home``) is the state dir unless given separately, so test sessions can reuse one
 install with fresh data.
 
-Both servers run in their own session (process group), so ``stop`` reaches anything they
+Every server runs in its own session (process group), so ``stop`` reaches anything they
 spawn, and ``stop`` works from another process: everything it needs is in ``state.json``.
 """
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import glob
 import hashlib
 import json
 import logging
@@ -46,13 +50,25 @@ REQUIREMENTS = Path(__file__).with_name("localstack_requirements.txt")
 DEFAULT_PROJECT = "test-project"
 STATE_FILE = "state.json"
 READY_TIMEOUT_S = 60.0
+# The JVM answers in ~3 s on an idle 2-core machine; next to BigQuery's start and a busy test
+# session it can take several times that, and a slow start is no reason to give up.
+PUBSUB_READY_TIMEOUT_S = 120.0
+# Where the machine image's google-cloud-cli-pubsub-emulator package puts the jar (the version
+# is in its name); OPENTRACK_PUBSUB_EMULATOR_JAR overrides it (a path or a glob).
+PUBSUB_JAR_GLOB = (
+    "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/lib/cloud-pubsub-emulator-*-all.jar"
+)
 STOP_GRACE_S = 10.0
 # Pins named duckdb-extension-<name> are also installed into DuckDB (see the requirements).
 _EXTENSION_PREFIX = "duckdb-extension-"
 _PYTHON_FALLBACK = "/root/.pyenv/versions/3.13.0/bin/python3.13"
 # What /proc/<pid>/cmdline of each server contains: a stale state.json (after a reboot)
 # must never make `down` signal an unrelated process that got the same pid.
-_MARKERS = {"bigquery": "local-bigquery", "storage": "gcp-storage-emulator"}
+_MARKERS = {
+    "bigquery": "local-bigquery",
+    "storage": "gcp-storage-emulator",
+    "pubsub": "cloud-pubsub-emulator",
+}
 # Settings local-bigquery reads from the environment (pydantic-settings, any case), and
 # variables of the caller's virtualenv that would break a Python 3.13 one. Not inherited:
 # the server must be configured by its flags only.
@@ -80,8 +96,10 @@ class LocalStack:
     bigquery_endpoint: str  # http://127.0.0.1:P (REST)
     storage_endpoint: str  # http://127.0.0.1:Q
     project: str
-    pids: tuple[int, ...]  # (bigquery, storage); each is its process group id too
+    pids: tuple[int, ...]  # (bigquery, storage[, pubsub]); each is its process group id too
     bigquery_grpc_endpoint: str = ""  # 127.0.0.1:G (BigQuery Storage API)
+    pubsub_endpoint: str = ""  # 127.0.0.1:R, no scheme (PUBSUB_EMULATOR_HOST); "" if unavailable
+    pubsub_unavailable: str = ""  # why there is no Pub/Sub emulator; "" when there is one
 
 
 def default_state_dir() -> Path:
@@ -111,12 +129,20 @@ def local_credentials_file() -> Path:
 
 
 def environment(stack: LocalStack) -> dict[str, str]:
-    """Variables clients need. GCS wants the scheme, unlike PUBSUB_EMULATOR_HOST."""
-    return {
+    """Variables clients need. GCS wants the scheme, PUBSUB_EMULATOR_HOST must not have one.
+
+    Without a Pub/Sub emulator PUBSUB_EMULATOR_HOST is left out, never set empty: the
+    clients would then go to the real service, which the callers' checks of
+    ``pubsub_endpoint`` prevent.
+    """
+    variables = {
         "STORAGE_EMULATOR_HOST": stack.storage_endpoint,
         "OPENTRACK_BIGQUERY_ENDPOINT": stack.bigquery_endpoint,
         "GOOGLE_APPLICATION_CREDENTIALS": str(local_credentials_file()),
     }
+    if stack.pubsub_endpoint:
+        variables["PUBSUB_EMULATOR_HOST"] = stack.pubsub_endpoint
+    return variables
 
 
 # --- Python 3.13 and the BigQuery emulator's virtualenv ---------------------------------
@@ -308,6 +334,31 @@ def _storage_executable() -> Path:
     return executable
 
 
+def _version_key(path: Path) -> list[int]:
+    return [int(number) for number in re.findall(r"\d+", path.name)]
+
+
+def pubsub_emulator_command(port: int) -> list[str]:
+    """``java -jar <newest emulator jar> --host=127.0.0.1 --port=P``.
+
+    Raises LocalStackError saying what is missing; ``start`` turns that into an unavailable
+    Pub/Sub instead of failing, since the package cannot be reinstalled on every machine.
+    """
+    pattern = os.environ.get("OPENTRACK_PUBSUB_EMULATOR_JAR") or PUBSUB_JAR_GLOB
+    jars = sorted((Path(path) for path in glob.glob(pattern)), key=_version_key, reverse=True)
+    if not jars or not jars[0].is_file():
+        raise LocalStackError(
+            f"no Pub/Sub emulator jar matches {pattern} (Debian package "
+            "google-cloud-cli-pubsub-emulator; or set OPENTRACK_PUBSUB_EMULATOR_JAR)"
+        )
+    java = shutil.which("java")
+    if java is None:
+        raise LocalStackError(
+            f"`java` is not on PATH; the Pub/Sub emulator ({jars[0].name}) needs Java 11 or later"
+        )
+    return [java, "-jar", str(jars[0]), "--host=127.0.0.1", f"--port={port}"]
+
+
 def _free_ports(count: int) -> list[int]:
     """Ports free now; all bound at once so they differ. A race loses fast (server exits)."""
     sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
@@ -396,16 +447,21 @@ def _terminate(processes: Mapping[str, int], grace_s: float = STOP_GRACE_S) -> N
         raise LocalStackError(f"could not stop {running}")
 
 
-def _http_status(url: str, timeout_s: float = 2.0) -> int | None:
-    """The HTTP status, or None when nothing answers."""
+def _http_get(url: str, timeout_s: float = 2.0) -> tuple[int | None, bytes]:
+    """The HTTP status and body; (None, b"") when nothing answers."""
     try:
         with _HTTP.open(url, timeout=timeout_s) as response:
-            return int(response.status)
+            return int(response.status), response.read(4096)
     except urllib.error.HTTPError as error:
         error.close()
-        return error.code
+        return error.code, b""
     except (urllib.error.URLError, OSError):
-        return None
+        return None, b""
+
+
+def _http_status(url: str, timeout_s: float = 2.0) -> int | None:
+    """The HTTP status, or None when nothing answers."""
+    return _http_get(url, timeout_s)[0]
 
 
 def _log_tail(log: Path, lines: int = 30) -> str:
@@ -416,31 +472,68 @@ def _log_tail(log: Path, lines: int = 30) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _wait_ready(name: str, pid: int, url: str, log: Path, deadline: float) -> None:
-    """Poll until 200; fail fast when the server dies or keeps answering an error.
+@dataclass(frozen=True)
+class _Probe:
+    """How to tell that one server is ready, and how long to give it."""
 
-    With the wrong HOME, local-bigquery comes up but answers every request 400 (the icu
-    extension cannot be loaded): waiting for the timeout would hide that.
+    name: str
+    pid: int
+    url: str
+    log: Path
+    timeout_s: float
+    body: bytes | None = None  # the exact answer, where any 200 would prove little
+
+
+def _pubsub_probe_url(endpoint: str) -> str:
+    return f"http://{endpoint}/"
+
+
+def _pubsub_answers(endpoint: str) -> bool:
+    """The emulator's own health answer: any server on a reused port would give a 200."""
+    status, body = _http_get(_pubsub_probe_url(endpoint))
+    return status == 200 and body.strip() == b"Ok"
+
+
+def _wait_ready(probes: Sequence[_Probe], started: float) -> dict[str, float]:
+    """Poll every server in turn until all answer; seconds from spawn to ready, per server.
+
+    Polled together so each server's start time is its own, not the slowest one's. Fails
+    fast when a server dies or keeps answering an error: with the wrong HOME, local-bigquery
+    comes up but answers every request 400 (the icu extension cannot be loaded), and
+    waiting for the timeout would hide that.
     """
-    process, errors = _CHILDREN.get(pid), 0
+    processes = {probe.name: _CHILDREN.get(probe.pid) for probe in probes}  # before reaping
+    errors = {probe.name: 0 for probe in probes}
+    ready: dict[str, float] = {}
     while True:
-        if not _alive(pid, name):
-            code = process.returncode if process is not None else None
-            raise LocalStackError(
-                f"{name} exited (code {code}) before it was ready; {log}:\n{_log_tail(log)}"
-            )
-        status = _http_status(url)
-        if status == 200:
-            return
-        errors = errors + 1 if status is not None else 0
-        if errors >= 3:
-            raise LocalStackError(
-                f"{name} answers HTTP {status} at {url}; {log}:\n{_log_tail(log)}"
-            )
-        if time.monotonic() > deadline:
-            raise LocalStackError(
-                f"{name} not ready after {READY_TIMEOUT_S:.0f} s at {url}; {log}:\n{_log_tail(log)}"
-            )
+        for probe in probes:
+            if probe.name in ready:
+                continue
+            if not _alive(probe.pid, probe.name):
+                process = processes[probe.name]
+                code = process.returncode if process is not None else None
+                raise LocalStackError(
+                    f"{probe.name} exited (code {code}) before it was ready; "
+                    f"{probe.log}:\n{_log_tail(probe.log)}"
+                )
+            status, body = _http_get(probe.url)
+            elapsed = time.monotonic() - started
+            if status == 200 and (probe.body is None or body.strip() == probe.body):
+                ready[probe.name] = elapsed
+                continue
+            errors[probe.name] = errors[probe.name] + 1 if status is not None else 0
+            if errors[probe.name] >= 3:
+                raise LocalStackError(
+                    f"{probe.name} answers HTTP {status} {body[:200]!r} at {probe.url}; "
+                    f"{probe.log}:\n{_log_tail(probe.log)}"
+                )
+            if elapsed > probe.timeout_s:
+                raise LocalStackError(
+                    f"{probe.name} not ready after {probe.timeout_s:.0f} s at {probe.url}; "
+                    f"{probe.log}:\n{_log_tail(probe.log)}"
+                )
+        if len(ready) == len(probes):
+            return ready
         time.sleep(0.1)
 
 
@@ -468,17 +561,28 @@ def _write_state(state_dir: Path, state: dict) -> None:
 
 
 def _processes(state: dict) -> dict[str, int]:
-    return {name: int(state[name]["pid"]) for name in _MARKERS if name in state}
+    """The servers that were started (an unavailable Pub/Sub has no pid)."""
+    return {
+        name: int(state[name]["pid"])
+        for name in _MARKERS
+        if isinstance(state.get(name), dict) and "pid" in state[name]
+    }
 
 
 def _stack(state: dict) -> LocalStack:
     bigquery, storage = state["bigquery"], state["storage"]
+    pubsub = state.get("pubsub") or {"unavailable": "not started (state.json predates Pub/Sub)"}
+    pids = [int(bigquery["pid"]), int(storage["pid"])]
+    if "pid" in pubsub:
+        pids.append(int(pubsub["pid"]))
     return LocalStack(
         bigquery_endpoint=bigquery["endpoint"],
         storage_endpoint=storage["endpoint"],
         project=state["project"],
-        pids=(int(bigquery["pid"]), int(storage["pid"])),
+        pids=tuple(pids),
         bigquery_grpc_endpoint=f"127.0.0.1:{bigquery['grpc_port']}",
+        pubsub_endpoint=pubsub.get("endpoint", ""),
+        pubsub_unavailable=pubsub.get("unavailable", ""),
     )
 
 
@@ -488,7 +592,11 @@ def _stack(state: dict) -> LocalStack:
 def start(
     state_dir: Path, project: str = DEFAULT_PROJECT, *, install_dir: Path | None = None
 ) -> LocalStack:
-    """Install if needed, start both servers on free loopback ports, wait until they answer.
+    """Install if needed, start the servers on free loopback ports, wait until they answer.
+
+    Without the Pub/Sub emulator's jar or ``java``, BigQuery and GCS still start and the
+    stack's ``pubsub_unavailable`` says why (also logged as a warning). A Pub/Sub emulator
+    that is there but dies or never answers fails the start like the other servers.
 
     ``install_dir`` (default: ``state_dir``) holds the BigQuery emulator's venv and HOME;
     everything of this run (state.json, logs, data) goes to ``state_dir``. On any failure,
@@ -504,9 +612,20 @@ def start(
     logs, data = state_dir / "logs", state_dir / "bqdata"
     logs.mkdir(parents=True, exist_ok=True)
     data.mkdir(parents=True, exist_ok=True)
-    bq_port, grpc_port, gcs_port = _free_ports(3)
+    bq_port, grpc_port, gcs_port, pubsub_port = _free_ports(4)
     bigquery_endpoint = f"http://127.0.0.1:{bq_port}"
     storage_endpoint = f"http://127.0.0.1:{gcs_port}"
+    pubsub_endpoint = f"127.0.0.1:{pubsub_port}"
+    try:
+        pubsub_command: list[str] | None = pubsub_emulator_command(pubsub_port)
+        pubsub_state: dict = {
+            "port": pubsub_port,
+            "endpoint": pubsub_endpoint,
+            "log": str(logs / "pubsub.log"),
+        }
+    except LocalStackError as missing:
+        pubsub_command, pubsub_state = None, {"unavailable": str(missing)}
+        _LOG.warning("Pub/Sub emulator unavailable: %s", missing)
     started = time.monotonic()
     spawned: dict[str, int] = {}
     try:
@@ -524,6 +643,9 @@ def start(
             _clean_env(HOME=str(install_dir / "home")),
             state_dir,
         )  # fmt: skip
+        if pubsub_command is not None:
+            spawned["pubsub"] = _spawn(pubsub_command, logs / "pubsub.log", os.environ, state_dir)
+            pubsub_state["pid"] = spawned["pubsub"]
         state = {
             "project": project,
             "bigquery": {
@@ -539,23 +661,35 @@ def start(
                 "endpoint": storage_endpoint,
                 "log": str(logs / "storage.log"),
             },
+            "pubsub": pubsub_state,
             "install_dir": str(install_dir),
             "data_dir": str(data),
         }
         _write_state(state_dir, state)
-        deadline = started + READY_TIMEOUT_S
-        _wait_ready(
-            "storage", spawned["storage"], f"{storage_endpoint}/", logs / "storage.log", deadline
-        )
-        _wait_ready(
-            "bigquery", spawned["bigquery"], _datasets_url(bigquery_endpoint, project),
-            logs / "bigquery.log", deadline,
-        )  # fmt: skip
+        probes = [
+            _Probe("storage", spawned["storage"], f"{storage_endpoint}/", logs / "storage.log",
+                   READY_TIMEOUT_S),
+            _Probe("bigquery", spawned["bigquery"], _datasets_url(bigquery_endpoint, project),
+                   logs / "bigquery.log", READY_TIMEOUT_S),
+        ]  # fmt: skip
+        if "pubsub" in spawned:
+            probes.append(
+                _Probe("pubsub", spawned["pubsub"], _pubsub_probe_url(pubsub_endpoint),
+                       logs / "pubsub.log", PUBSUB_READY_TIMEOUT_S, body=b"Ok")
+            )  # fmt: skip
+        ready = _wait_ready(probes, started)
+        for name, seconds in ready.items():
+            state[name]["ready_s"] = round(seconds, 2)
+        _write_state(state_dir, state)
     except BaseException:
         _terminate(spawned)
         (state_dir / STATE_FILE).unlink(missing_ok=True)
         raise
-    _LOG.info("local stack ready in %.1f s", time.monotonic() - started)
+    _LOG.info(
+        "local stack ready in %.1f s (%s)",
+        time.monotonic() - started,
+        ", ".join(f"{name} {seconds:.1f} s" for name, seconds in ready.items()),
+    )
     return _stack(state)
 
 
@@ -571,7 +705,7 @@ def stop(state_dir: Path) -> bool:
 
 
 def status(state_dir: Path) -> LocalStack | None:
-    """The stack, if its processes are alive and both endpoints answer."""
+    """The stack, if its processes are alive and every endpoint answers."""
     state = _read_state(state_dir.resolve())
     if state is None:
         return None
@@ -581,6 +715,8 @@ def status(state_dir: Path) -> LocalStack | None:
     if _http_status(_datasets_url(stack.bigquery_endpoint, stack.project)) != 200:
         return None
     if _http_status(f"{stack.storage_endpoint}/") is None:
+        return None
+    if stack.pubsub_endpoint and not _pubsub_answers(stack.pubsub_endpoint):
         return None
     return stack
 
@@ -601,11 +737,16 @@ def running(
 
 
 def _describe(stack: LocalStack, state_dir: Path) -> str:
+    if stack.pubsub_endpoint:
+        pubsub = f"pubsub    {stack.pubsub_endpoint}  (pid {stack.pids[2]})"
+    else:
+        pubsub = f"pubsub    UNAVAILABLE: {stack.pubsub_unavailable}"
     return "\n".join(
         [
             f"bigquery  {stack.bigquery_endpoint}  (project {stack.project}, "
             f"storage API {stack.bigquery_grpc_endpoint}, pid {stack.pids[0]})",
             f"storage   {stack.storage_endpoint}  (pid {stack.pids[1]})",
+            pubsub,
             f"state     {state_dir.resolve() / STATE_FILE}",
         ]
     )
@@ -627,13 +768,15 @@ def main(argv: list[str]) -> int:
         "(default: $OPENTRACK_LOCAL_STATE or <repo>/.local-stack)",
     )
     parser = argparse.ArgumentParser(
-        prog="opentrack local", description="BigQuery and GCS emulators on 127.0.0.1."
+        prog="opentrack local", description="BigQuery, GCS and Pub/Sub emulators on 127.0.0.1."
     )
     actions = parser.add_subparsers(dest="action", required=True)
     up = actions.add_parser(
         "up", parents=[common], help="install if needed, start, print the export lines"
     )
-    up.add_argument("--project", default=DEFAULT_PROJECT, help="BigQuery project id")
+    up.add_argument(
+        "--project", default=DEFAULT_PROJECT, help="project id (BigQuery; Pub/Sub clients use it)"
+    )
     actions.add_parser("down", parents=[common], help="stop the servers")
     actions.add_parser(
         "status", parents=[common], help="print the endpoints; exit 1 when not running"

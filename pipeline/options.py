@@ -44,6 +44,44 @@ class OpenTrackOptions(PipelineOptions):
             "gs://; .jsonl or .jsonl.gz). Segment batch envelopes are expanded.",
         )
         parser.add_argument(
+            "--subscription",
+            help="Pub/Sub subscription to stream from, projects/P/subscriptions/S (with "
+            "--streaming).",
+        )
+        parser.add_argument(
+            "--dedup_window_seconds",
+            type=float,
+            default=86_400.0,
+            help="Streaming: a message id seen again within this much event time is dropped "
+            "(default 24 h, like Segment's API). Older repeats are hidden by <table>_view.",
+        )
+        parser.add_argument(
+            "--users_merge_interval_seconds",
+            type=float,
+            default=60.0,
+            help="Streaming: how often the users rows gathered so far are MERGEd (default 60).",
+        )
+        parser.add_argument(
+            "--schema_retry_delays",
+            default="5,30",
+            help="Streaming: seconds to wait before each retry of rows refused because a new "
+            "column is not yet visible (comma-separated; default 5,30). Then: dead letter.",
+        )
+        parser.add_argument(
+            "--mutation_batch_seconds",
+            type=float,
+            default=1.0,
+            help="Streaming: how long rows needing a schema change are gathered per table "
+            "before the change is applied once for all of them (default 1).",
+        )
+        parser.add_argument(
+            "--rewrite_drain_seconds",
+            type=float,
+            default=2.0,
+            help="Streaming: how long a table is fenced before a rewrite so inserts already "
+            "in flight land first (default 2).",
+        )
+        parser.add_argument(
             "--output_dir",
             help="Write the rows and dead letters as JSON lines under this directory "
             "(one file set per dataset.table) instead of loading them into BigQuery.",

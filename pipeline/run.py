@@ -3,20 +3,24 @@
 Runner: unless ``--runner`` is given, batch runs use Beam's FnApiRunner, the
 engine the DirectRunner itself falls back to once it fails to download the
 Prism runner (these machines are offline); naming it skips that attempt.
+Streaming runs (``--streaming``) use the BundleBasedDirectRunner, the only
+local runner with Pub/Sub reads and processing-time timers.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Sequence
 
 import apache_beam as beam
 import orjson
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-from apache_beam.runners.runner import PipelineResult
+from apache_beam.runners.runner import PipelineResult, PipelineState
 
 from pipeline.graph import build_graph
+from pipeline.streaming_graph import build_streaming_graph
 from pipeline.options import OpenTrackOptions
 from pipeline.summary import RunSummary
 from transforms.file_sink import FILE_SUFFIX
@@ -24,14 +28,15 @@ from transforms.infer import infer
 from transforms.naming import DEAD_LETTER_TABLE
 
 LOCAL_BATCH_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
+LOCAL_STREAMING_RUNNER = "BundleBasedDirectRunner"
 _LOG = logging.getLogger(__name__)
 
 
 def pipeline_options(argv: Sequence[str]) -> PipelineOptions:
     options = PipelineOptions(list(argv))
     standard = options.view_as(StandardOptions)
-    if not standard.runner and not standard.streaming:
-        standard.runner = LOCAL_BATCH_RUNNER
+    if not standard.runner:
+        standard.runner = LOCAL_STREAMING_RUNNER if standard.streaming else LOCAL_BATCH_RUNNER
     return options
 
 
@@ -66,17 +71,39 @@ def summarize_output_dir(output_dir: str) -> RunSummary:
     return summary
 
 
-def run(argv: Sequence[str]) -> PipelineResult:
+def start(argv: Sequence[str]) -> PipelineResult:
+    """Build and start the pipeline (batch or ``--streaming``) without waiting."""
     options = pipeline_options(argv)
     pipeline = beam.Pipeline(options=options)
-    build_graph(pipeline)
-    result = pipeline.run()
+    if options.view_as(StandardOptions).streaming:
+        build_streaming_graph(pipeline)
+    else:
+        build_graph(pipeline)
+    return pipeline.run()
+
+
+def run(argv: Sequence[str]) -> PipelineResult:
+    """Run a batch pipeline to the end."""
+    result = start(argv)
     result.wait_until_finish()
     return result
 
 
+def run_until_stopped(argv: Sequence[str], poll_seconds: float = 5.0) -> PipelineResult:
+    """Run a streaming pipeline until it ends or Ctrl-C, then cancel it cleanly."""
+    result = start(argv)
+    try:
+        while not PipelineState.is_terminal(result.state):
+            time.sleep(poll_seconds)
+    except KeyboardInterrupt:
+        _LOG.warning("stopping the streaming pipeline")
+        result.cancel()
+    return result
+
+
 def main(argv: Sequence[str]) -> int:
-    result = run(argv)
+    streaming = pipeline_options(argv).view_as(StandardOptions).streaming
+    result = run_until_stopped(argv) if streaming else run(argv)
     print("counters:")
     for name, value in sorted(counters(result).items()):
         print(f"    {name:<48} {value:>9}")

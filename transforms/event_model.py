@@ -14,6 +14,8 @@ from typing import Callable, Iterator, NamedTuple
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import PCollection, TaggedOutput
+from apache_beam.transforms.deduplicate import DeduplicatePerKey
+from apache_beam.utils.timestamp import Duration
 
 from transforms.chain import ModelConfig, RawMessage, RoutedEvent, route_payload, rows_for
 from transforms.deadletter import DeadLetter
@@ -107,19 +109,63 @@ class EventsToRowsResult(NamedTuple):
     dead_letters: PCollection
 
 
-class EventsToRows(beam.PTransform):
-    """RawMessage -> (rows, dead_letters): the event model as one composite."""
+def dedup_key(routed: RoutedEvent) -> tuple[tuple[str, str], RoutedEvent]:
+    """Events are the same when their dataset and message id are."""
+    return (routed.dataset, routed.valid.message_id), routed
 
-    def __init__(self, config: ModelConfig | None = None, clock: Clock = utc_now) -> None:
+
+def _counted(element: object, name: str) -> object:
+    Metrics.counter(METRICS_NAMESPACE, name).inc()
+    return element
+
+
+class DeduplicateEvents(beam.PTransform):
+    """Drops repeats of a message id (per dataset) seen within ``window_seconds`` of
+    event time (the publish time in streaming), with Beam's ``DeduplicatePerKey``.
+    ``dedup_events_in - dedup_events_out`` counts the duplicates dropped."""
+
+    def __init__(self, window_seconds: float) -> None:
+        super().__init__()
+        self._window = window_seconds
+
+    def expand(self, events: PCollection) -> PCollection:
+        return (
+            events
+            | "CountIn" >> beam.Map(_counted, "dedup_events_in")
+            | "KeyByMessageId" >> beam.Map(dedup_key)
+            | "DeduplicatePerKey"
+            >> DeduplicatePerKey(event_time_duration=Duration(seconds=self._window))
+            | "DropKey" >> beam.Values()
+            | "CountOut" >> beam.Map(_counted, "dedup_events_out")
+        )
+
+
+class EventsToRows(beam.PTransform):
+    """RawMessage -> (rows, dead_letters): the event model as one composite.
+
+    With ``dedup_window_seconds`` (streaming), repeated message ids within the
+    window are dropped between validation and normalization.
+    """
+
+    def __init__(
+        self,
+        config: ModelConfig | None = None,
+        clock: Clock = utc_now,
+        dedup_window_seconds: float | None = None,
+    ) -> None:
         super().__init__()
         self._config = config or ModelConfig()
         self._clock = clock
+        self._dedup_window = dedup_window_seconds
 
     def expand(self, messages: PCollection) -> EventsToRowsResult:
         validated = messages | "Validate" >> beam.ParDo(
             ValidateEvents(self._config, self._clock)
         ).with_outputs(DEAD_LETTERS, main=VALID)
-        normalized = validated[VALID] | "Normalize" >> beam.ParDo(
+        valid = validated[VALID]
+        if self._dedup_window:
+            valid = valid | "Deduplicate" >> DeduplicateEvents(self._dedup_window)
+        normalized = valid | "Normalize" >> beam.ParDo(
             NormalizeEvents(self._config, self._clock)
         ).with_outputs(DEAD_LETTERS, main=ROWS)
         dead_letters = (

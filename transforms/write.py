@@ -24,8 +24,19 @@ from pipeline.warehouse.beam_client import EndpointBigQueryClient
 from pipeline.warehouse.config import WarehouseConfig
 from pipeline.warehouse.schema import from_api
 from pipeline.warehouse.users import latest_traits, merge_users
-from transforms.deadletter import DeadLetter, EventRejected, Reason, Stage, make_dead_letter
-from transforms.event_model import METRICS_NAMESPACE
+from transforms.deadletter import (
+    DEAD_LETTER_SCHEMA,
+    DeadLetter,
+    EventRejected,
+    Reason,
+    Stage,
+    dead_letter_dataset,
+    dead_letter_row,
+    make_dead_letter,
+)
+from transforms.event_model import METRICS_NAMESPACE, Clock
+from transforms.naming import DEAD_LETTER_TABLE
+from transforms.timestamps import format_timestamp
 from transforms.normalize import TableRow
 
 _LOG = logging.getLogger(__name__)
@@ -80,8 +91,17 @@ def rejected_row_dead_letter(failure: tuple[Any, dict[str, Any], list[Any]]) -> 
     )
 
 
+def failure_to_row(failure: tuple[Any, dict[str, Any], list[Any]]) -> TableRow:
+    """A refused row as a TableRow again (for a retry); its schema is not needed."""
+    destination, row, _errors = failure
+    dataset, table = _dataset_and_table(destination)
+    return TableRow(dataset, table, dict(row), {})
+
+
 class WriteRows(beam.PTransform):
-    """TableRows -> BigQuery; returns the dead letters of rows BigQuery refused."""
+    """TableRows -> BigQuery; returns the rows BigQuery refused for good, as
+    ``(destination, row, errors)`` (Beam's failed rows; transient errors are
+    retried inside the write)."""
 
     def __init__(self, config: WarehouseConfig) -> None:
         super().__init__()
@@ -107,9 +127,7 @@ class WriteRows(beam.PTransform):
         )
         if config.write_method != "STREAMING_INSERTS":
             return rows.pipeline | "NoRowLevelFailures" >> beam.Create([])
-        return result.failed_rows_with_errors | "RejectedRowsToDeadLetters" >> beam.Map(
-            rejected_row_dead_letter
-        )
+        return result.failed_rows_with_errors
 
 
 class LatestTraits(beam.CombineFn):
@@ -175,3 +193,24 @@ class MergeUsers(beam.PTransform):
             | "UsersPerDataset" >> beam.GroupByKey()
             | "Merge" >> beam.ParDo(MergeUsersFn(self._config), AsDict(self._schemas))
         )
+
+
+class DeadLettersToRows(beam.DoFn):
+    """Dead letters as rows of their dataset's dead-letter table."""
+
+    def __init__(self, default_source: str, clock: Clock) -> None:
+        self._default_source = default_source
+        self._clock = clock
+
+    def process(self, dead_letter: DeadLetter) -> Iterator[TableRow]:
+        dataset = dead_letter_dataset(dead_letter.source, self._default_source)
+        row = dead_letter_row(dead_letter, format_timestamp(self._clock()))
+        yield TableRow(dataset, DEAD_LETTER_TABLE, row, DEAD_LETTER_SCHEMA)
+
+
+def report_lost(dead_letter: DeadLetter) -> None:
+    """A dead letter that could not be stored either: counted and logged loudly."""
+    Metrics.counter(METRICS_NAMESPACE, "dead_letters_not_stored").inc()
+    _LOG.error(
+        "dead letter could not be stored: %s %s", dead_letter.reason, dead_letter.error[:500]
+    )

@@ -12,6 +12,8 @@ fit into, changing the warehouse only when they do not:
   rewrite (``CREATE OR REPLACE TABLE ... AS SELECT``) that keeps partitioning,
   clustering, labels, description and partition expiration for -> STRING;
 * never more than 5 metadata updates per table in 10 s (BigQuery's limit);
+* after every create or change of an event table its dedup view
+  ``<table>_view`` is (re-)created (``warehouse.views``);
 * columns BigQuery would refuse are reported in ``SchemaResult.refused``.
 """
 
@@ -25,9 +27,10 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from apache_beam.metrics import Metrics
+from google.api_core.exceptions import GoogleAPIError
 from google.cloud import bigquery
 
-from pipeline.warehouse import identifiers
+from pipeline.warehouse import identifiers, views
 from pipeline.warehouse.client import RETRY, Conflict, NotFound, PreconditionFailed
 from pipeline.warehouse.schema import (
     MAX_COLUMNS,
@@ -153,6 +156,11 @@ class SchemaManager:
             self._cache[(dataset, table)] = (self._clock(), schema)
             return schema
 
+    def peek(self, dataset: str, table: str) -> dict[str, str] | None:
+        """The cached schema if still fresh; never an API call (the streaming hot path)."""
+        with self._lock:
+            return self._fresh(dataset, table)[1]
+
     def known_schemas(self) -> dict[tuple[str, str], dict[str, str]]:
         """Every cached table schema (for the side input of the streaming path)."""
         with self._lock:
@@ -177,6 +185,8 @@ class SchemaManager:
                         _LOG.info("%s.%s: %s", dataset, table, plan.describe())
                         self._apply(dataset, table, live, plan)
                     schema = apply_plan(current, plan)
+                    if plan.changes:
+                        self._refresh_view(dataset, table, schema)
                     self._cache[(dataset, table)] = (self._clock(), schema)
                     return SchemaResult(schema, plan.refused, changed=plan.changes)
                 except (PreconditionFailed, Conflict) as race:
@@ -288,6 +298,18 @@ class SchemaManager:
             fields.append("time_partitioning")
         self._count("update_table")
         self._client.update_table(rewritten, fields, retry=RETRY)
+
+    def _refresh_view(self, dataset: str, table: str, schema: Mapping[str, str]) -> None:
+        """Keep ``<table>_view`` in step with the table; a failure is logged, never
+        raised: the table change and the rows matter more than the view."""
+        if not views.is_event_table(table) or not views.can_dedup(schema):
+            return
+        self._count("create_view")
+        try:
+            views.create_dedup_view(self._client, self._project, dataset, table)
+        except GoogleAPIError as error:
+            self._count("create_view_failed")
+            _LOG.error("%s.%s: dedup view not refreshed: %s", dataset, table, error)
 
     def _query(self, sql: str) -> None:
         self._count("query")
