@@ -50,7 +50,7 @@ REQUIREMENTS = Path(__file__).with_name("localstack_requirements.txt")
 DEFAULT_PROJECT = "test-project"
 STATE_FILE = "state.json"
 READY_TIMEOUT_S = 60.0
-# The JVM answers in ~3 s on an idle 2-core machine; next to BigQuery's start and a busy test
+# The JVM answers in 1.3-2.7 s on an idle 2-core machine; next to BigQuery's start and a busy test
 # session it can take several times that, and a slow start is no reason to give up.
 PUBSUB_READY_TIMEOUT_S = 120.0
 # Where the machine image's google-cloud-cli-pubsub-emulator package puts the jar (the version
@@ -131,9 +131,8 @@ def local_credentials_file() -> Path:
 def environment(stack: LocalStack) -> dict[str, str]:
     """Variables clients need. GCS wants the scheme, PUBSUB_EMULATOR_HOST must not have one.
 
-    Without a Pub/Sub emulator PUBSUB_EMULATOR_HOST is left out, never set empty: the
-    clients would then go to the real service, which the callers' checks of
-    ``pubsub_endpoint`` prevent.
+    Without a Pub/Sub emulator PUBSUB_EMULATOR_HOST is left out (set empty, it would send
+    clients to the real service just the same): callers check ``pubsub_endpoint`` first.
     """
     variables = {
         "STORAGE_EMULATOR_HOST": stack.storage_endpoint,
@@ -753,7 +752,12 @@ def _describe(stack: LocalStack, state_dir: Path) -> str:
 
 
 def _exports(stack: LocalStack) -> str:
-    return "\n".join(f"export {k}={shlex.quote(v)}" for k, v in environment(stack).items())
+    """Export lines; a missing Pub/Sub is said in a comment, which ``eval`` ignores."""
+    lines = [f"export {k}={shlex.quote(v)}" for k, v in environment(stack).items()]
+    if not stack.pubsub_endpoint:
+        reason = " ".join(stack.pubsub_unavailable.split())
+        lines.append(f"# PUBSUB_EMULATOR_HOST not set: Pub/Sub emulator unavailable: {reason}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str]) -> int:

@@ -68,6 +68,15 @@ class OpenTrackOptions(PipelineOptions):
             "column is not yet visible (comma-separated; default 5,30). Then: dead letter.",
         )
         parser.add_argument(
+            "--schema_side_input",
+            type=_flag,
+            default=None,
+            help="Streaming: refresh all managed schemas every cache TTL with a periodic "
+            "impulse as a side input (default: true, except on the local DirectRunner, whose "
+            "streaming mode cannot run PeriodicImpulse; there each worker's own schema cache, "
+            "refreshed at the same TTL, serves).",
+        )
+        parser.add_argument(
             "--mutation_batch_seconds",
             type=float,
             default=1.0,

@@ -40,14 +40,16 @@ def pipeline_options(argv: Sequence[str]) -> PipelineOptions:
     return options
 
 
-def counters(result: PipelineResult) -> dict[str, int]:
-    """Committed counters of the run, by name."""
+def counters(result: PipelineResult, attempted: bool = False) -> dict[str, int]:
+    """Counters of the run, by name: committed ones, or attempted ones (a cancelled
+    streaming run on the DirectRunner has not committed its last bundles)."""
     query = result.metrics().query()
-    return {
-        entry.key.metric.name: entry.committed
-        for entry in query["counters"]
-        if entry.committed is not None
-    }
+    totals: dict[str, int] = {}
+    for entry in query["counters"]:
+        value = entry.attempted if attempted else entry.committed
+        if value is not None:
+            totals[entry.key.metric.name] = totals.get(entry.key.metric.name, 0) + value
+    return totals
 
 
 def summarize_output_dir(output_dir: str) -> RunSummary:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import apache_beam as beam
 from apache_beam.io.gcp.pubsub import PubsubMessage, ReadFromPubSub
+from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.pvalue import AsSingleton, PCollection
 from apache_beam.transforms import trigger, window
 from apache_beam.transforms.periodicsequence import PeriodicImpulse
@@ -106,6 +107,14 @@ class WriteWithRetries(beam.PTransform):
         )
 
 
+def _side_input_wanted(pipeline: beam.Pipeline) -> bool:
+    choice = pipeline.options.view_as(OpenTrackOptions).schema_side_input
+    if choice is not None:
+        return choice
+    runner = str(pipeline.options.view_as(StandardOptions).runner or "")
+    return "Direct" not in runner
+
+
 def build_streaming_graph(pipeline: beam.Pipeline, clock: Clock = utc_now) -> EventsToRowsResult:
     """Pub/Sub -> rows in BigQuery, as the pipeline's options say."""
     options = pipeline.options.view_as(OpenTrackOptions)
@@ -129,7 +138,7 @@ def build_streaming_graph(pipeline: beam.Pipeline, clock: Clock = utc_now) -> Ev
 
     schemas = None
     misfits = [pipeline | "NoMisfits" >> beam.Create([])]
-    if warehouse.auto_table_management:
+    if warehouse.auto_table_management and _side_input_wanted(pipeline):
         schemas = (
             pipeline
             | "SchemaRefresh" >> PeriodicImpulse(fire_interval=warehouse.cache_ttl)
@@ -141,6 +150,7 @@ def build_streaming_graph(pipeline: beam.Pipeline, clock: Clock = utc_now) -> Ev
                 accumulation_mode=trigger.AccumulationMode.DISCARDING,
             )
         )
+    if warehouse.auto_table_management:
         rows, schema_dead = rows | "SyncSchemas" >> SyncSchemas(
             warehouse, schemas, options.mutation_batch_seconds, options.rewrite_drain_seconds
         )
@@ -153,7 +163,7 @@ def build_streaming_graph(pipeline: beam.Pipeline, clock: Clock = utc_now) -> Ev
         >> beam.WindowInto(
             window.GlobalWindows(),
             trigger=trigger.Repeatedly(
-                trigger.AfterProcessingTime(options.users_merge_interval_seconds)
+                trigger.AfterProcessingTime(max(1, int(options.users_merge_interval_seconds)))
             ),
             accumulation_mode=trigger.AccumulationMode.DISCARDING,
         )

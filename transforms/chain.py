@@ -21,6 +21,7 @@ from transforms.validate import Limits, ValidEvent, parse_payload, validate_even
 
 
 _LOG = logging.getLogger(__name__)
+REPLAY_ATTRIBUTE = "opentrack_replay"  # set by `opentrack replay` on the messages it publishes
 
 
 class RawMessage(NamedTuple):
@@ -39,6 +40,7 @@ class RoutedEvent(NamedTuple):
     dataset: str
     received_at: datetime
     payload: bytes | dict[str, Any]  # the original, for a dead letter downstream
+    replayed: bool = False  # re-fed by `opentrack replay`: not a duplicate of its first try
 
 
 @dataclass
@@ -81,6 +83,7 @@ def route_payload(
         if attributes and config.sources.source_attribute
         else None
     )
+    replayed = bool(attributes and attributes.get(REPLAY_ATTRIBUTE))
     for parsed in parse_payload(message.payload, config.limits):
         source: str | None = attribute_source
         try:
@@ -90,7 +93,9 @@ def route_payload(
             assert event is not None
             source = resolve_source(event, attributes, config.sources)
             dataset = config.datasets(source)
-            yield RoutedEvent(validate_event(event), source, dataset, received_at, parsed.payload)
+            yield RoutedEvent(
+                validate_event(event), source, dataset, received_at, parsed.payload, replayed
+            )
         except Exception as error:  # noqa: BLE001 - a bug must not lose the event
             rejection = _as_rejection(error)
             if received_text is None:

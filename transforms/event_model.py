@@ -109,9 +109,12 @@ class EventsToRowsResult(NamedTuple):
     dead_letters: PCollection
 
 
-def dedup_key(routed: RoutedEvent) -> tuple[tuple[str, str], RoutedEvent]:
-    """Events are the same when their dataset and message id are."""
-    return (routed.dataset, routed.valid.message_id), routed
+def dedup_key(routed: RoutedEvent) -> tuple[str, RoutedEvent]:
+    """Events are the same when their dataset and message id are; a replay of a
+    dead letter is not a repeat of the attempt that failed. A plain string key
+    keeps state lookups deterministic across workers."""
+    replay = "replay" if routed.replayed else "first"
+    return f"{routed.dataset}\x00{routed.valid.message_id}\x00{replay}", routed
 
 
 def _counted(element: object, name: str) -> object:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import apache_beam as beam
 from apache_beam.coders import BooleanCoder, PickleCoder
@@ -215,8 +215,11 @@ class HoldRows(beam.DoFn):
     ARMED = userstate.ReadModifyWriteStateSpec("armed", BooleanCoder())
     TIMER = userstate.TimerSpec("release", TimeDomain.REAL_TIME)
 
-    def __init__(self, delay_seconds: float) -> None:
+    def __init__(
+        self, delay_seconds: float, now: Callable[[], Timestamp] = Timestamp.now
+    ) -> None:
         self._delay = delay_seconds
+        self._now = now  # the runner's processing-time clock (a test clock in TestStream)
 
     def process(
         self,
@@ -228,7 +231,7 @@ class HoldRows(beam.DoFn):
         rows.add(element[1])
         if not armed.read():  # the first row held sets the release time; later ones wait for it
             armed.write(True)
-            timer.set(Timestamp.now() + self._delay)
+            timer.set(self._now() + self._delay)
 
     @userstate.on_timer(TIMER)
     def release(

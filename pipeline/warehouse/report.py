@@ -17,6 +17,8 @@ def warehouse_summary(client: bigquery.Client, datasets: Iterable[str]) -> RunSu
     summary = RunSummary()
     for dataset in datasets:
         for item in client.list_tables(identifiers.dataset_id(dataset)):
+            if item.table_type != "TABLE":
+                continue  # dedup views repeat their table
             target = identifiers.quoted_table(client.project, dataset, item.table_id)
             if item.table_id == DEAD_LETTER_TABLE:
                 sql = f"SELECT reason, COUNT(*) AS n FROM {target} GROUP BY reason"

@@ -27,7 +27,7 @@ table itself when cost matters.
 from __future__ import annotations
 
 import logging
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from google.cloud import bigquery
 

@@ -41,6 +41,8 @@ def run_pipeline(stack, input_path: str | Path, source: str, *extra: str):  # no
 def table_counts(bq_client: bigquery.Client, dataset: str) -> dict[str, int]:
     counts = {}
     for table in bq_client.list_tables(dataset):
+        if table.table_type != "TABLE":
+            continue  # the dedup views
         sql = f"SELECT COUNT(*) AS n FROM `{bq_client.project}.{dataset}.{table.table_id}`"
         counts[table.table_id] = list(bq_client.query(sql).result())[0].n
     return counts
