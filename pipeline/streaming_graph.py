@@ -6,6 +6,9 @@ updated in place only when they are.
 
 from __future__ import annotations
 
+import time
+from typing import Callable
+
 import apache_beam as beam
 from apache_beam.io.gcp.pubsub import PubsubMessage, ReadFromPubSub
 from apache_beam.options.pipeline_options import StandardOptions
@@ -50,13 +53,20 @@ def _is_users(row: TableRow) -> bool:
 class SyncSchemas(beam.PTransform):
     """Rows -> (rows fitted to their live tables, schema dead letters)."""
 
-    def __init__(self, warehouse: WarehouseConfig, schemas: PCollection | None, batch_seconds: float,
-                 drain_seconds: float) -> None:
+    def __init__(
+        self,
+        warehouse: WarehouseConfig,
+        schemas: PCollection | None,
+        batch_seconds: float,
+        drain_seconds: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         super().__init__()
         self._warehouse = warehouse
         self._schemas = schemas
         self._batch_seconds = batch_seconds
         self._drain_seconds = drain_seconds
+        self._clock = clock  # processing time of the gathering (a test clock in TestStream)
 
     def expand(self, rows: PCollection) -> tuple[PCollection, PCollection]:
         side = [AsSingleton(self._schemas)] if self._schemas is not None else []
@@ -66,7 +76,9 @@ class SyncSchemas(beam.PTransform):
         changed = (
             routed[MUTATE]
             | "GatherPerTable"
-            >> beam.GroupIntoBatches(500, max_buffering_duration_secs=self._batch_seconds)
+            >> beam.GroupIntoBatches(
+                500, max_buffering_duration_secs=self._batch_seconds, clock=self._clock
+            )
             | "ApplyChanges"
             >> beam.ParDo(ApplyChanges(self._warehouse, self._drain_seconds)).with_outputs(
                 DEAD_LETTERS, main=ROWS

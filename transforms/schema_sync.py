@@ -71,7 +71,7 @@ class ApplySchemas(beam.DoFn):
         yield (dataset, table), (result.schema, result.refused)
 
 
-def _misfit(row: TableRow, reason: Reason, detail: str) -> DeadLetter:
+def misfit_dead_letter(row: TableRow, reason: Reason, detail: str) -> DeadLetter:
     return make_dead_letter(
         Stage.SCHEMA,
         EventRejected(reason, f"{row.dataset}.{row.table}: {detail}"),
@@ -98,7 +98,7 @@ class FitRows(beam.DoFn):
             self._dead.inc()
             yield TaggedOutput(
                 DEAD_LETTERS,
-                _misfit(row, Reason.COLUMN_LIMIT, f"{len(over_limit)} columns refused: "
+                misfit_dead_letter(row, Reason.COLUMN_LIMIT, f"{len(over_limit)} columns refused: "
                         f"{refused[over_limit[0]]}"),
             )
             return
@@ -106,7 +106,7 @@ class FitRows(beam.DoFn):
             fitted = fit_row(row.row, row.schema, table_schema)
         except RowMisfit as misfit:
             self._dead.inc()
-            yield TaggedOutput(DEAD_LETTERS, _misfit(row, Reason.SCHEMA_MISMATCH, str(misfit)))
+            yield TaggedOutput(DEAD_LETTERS, misfit_dead_letter(row, Reason.SCHEMA_MISMATCH, str(misfit)))
             return
         self._fitted.inc()
         yield TableRow(row.dataset, row.table, fitted, row.schema)

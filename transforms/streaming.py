@@ -40,11 +40,11 @@ from apache_beam.utils.timestamp import Timestamp
 
 from pipeline.warehouse.config import WarehouseConfig
 from pipeline.warehouse.manager import SchemaManager
-from pipeline.warehouse.schema import RowMisfit, fit_row, plan_schema, union
+from pipeline.warehouse.schema import RowMisfit, fit_row, from_api, plan_schema, union
 from transforms.deadletter import Reason
 from transforms.event_model import DEAD_LETTERS, METRICS_NAMESPACE
 from transforms.normalize import TableRow
-from transforms.schema_sync import _misfit
+from transforms.schema_sync import misfit_dead_letter
 
 _LOG = logging.getLogger(__name__)
 MUTATE = "mutate"
@@ -88,8 +88,6 @@ def load_managed_schemas(config: WarehouseConfig) -> dict[TableKey, dict[str, st
     """Schemas of every table in the datasets this product manages (label
     ``managed_by=opentrack``): one list per dataset and one read per table,
     every cache TTL, whatever the event rate."""
-    from pipeline.warehouse.schema import from_api
-
     client = config.client()
     schemas: dict[TableKey, dict[str, str]] = {}
     for item in client.list_datasets():
@@ -170,7 +168,8 @@ class ApplyChanges(beam.DoFn):
         manager = self._manager
         assert manager is not None
         wanted = union(row.schema for row in rows)
-        current = manager.peek(dataset, table)
+        # The schema as of now (one read if the cache is stale) decides whether to fence.
+        current = manager.cached_schema(dataset, table)
         plan = plan_schema(current, wanted) if current is not None else None
         rewrite = plan is not None and bool(plan.rewrite)
         if rewrite:
@@ -185,12 +184,12 @@ class ApplyChanges(beam.DoFn):
             self._changes.inc()
         for row in rows:
             if any(name in result.refused for name in row.row):
-                yield TaggedOutput(DEAD_LETTERS, _misfit(row, Reason.COLUMN_LIMIT, "columns refused"))
+                yield TaggedOutput(DEAD_LETTERS, misfit_dead_letter(row, Reason.COLUMN_LIMIT, "columns refused"))
                 continue
             try:
                 fitted = fit_row(row.row, row.schema, result.schema)
             except RowMisfit as misfit:
-                yield TaggedOutput(DEAD_LETTERS, _misfit(row, Reason.SCHEMA_MISMATCH, str(misfit)))
+                yield TaggedOutput(DEAD_LETTERS, misfit_dead_letter(row, Reason.SCHEMA_MISMATCH, str(misfit)))
                 continue
             yield TableRow(dataset, table, fitted, row.schema)
 
