@@ -20,6 +20,7 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
+from google.api_core.exceptions import NotFound
 from google.cloud import pubsub_v1
 
 from bench.corpus import generate
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                 versions = {
                     t.table_id: int(client.get_table(t).labels.get(SCHEMA_VERSION_LABEL, "1"))
                     for t in client.list_tables(dataset)
-                    if t.table_type == "TABLE"
+                    if t.table_type == "TABLE" and not t.table_id.startswith("_opentrack_users")
                 }
             finally:
                 result.cancel()
@@ -99,8 +100,13 @@ def _counts(client, dataset: str) -> dict[str, int]:  # noqa: ANN001 - bigquery.
     except Exception:  # noqa: BLE001 - dataset not made yet
         return counts
     for table in tables:
+        if table.table_id.startswith("_opentrack_users_staging"):
+            continue  # short-lived MERGE staging tables
         sql = f"SELECT COUNT(*) AS n FROM `{client.project}.{dataset}.{table.table_id}`"
-        counts[table.table_id] = list(client.query(sql).result())[0]["n"]
+        try:
+            counts[table.table_id] = list(client.query(sql).result())[0]["n"]
+        except NotFound:
+            continue
     return counts
 
 

@@ -38,9 +38,11 @@ from apache_beam.transforms import userstate
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.utils.timestamp import Timestamp
 
+from pipeline.warehouse.client import NotFound
 from pipeline.warehouse.config import WarehouseConfig
 from pipeline.warehouse.manager import SchemaManager
 from pipeline.warehouse.schema import RowMisfit, fit_row, from_api, plan_schema, union
+from pipeline.warehouse.users import STAGING_PREFIX
 from transforms.deadletter import Reason
 from transforms.event_model import DEAD_LETTERS, METRICS_NAMESPACE
 from transforms.normalize import TableRow
@@ -94,9 +96,12 @@ def load_managed_schemas(config: WarehouseConfig) -> dict[TableKey, dict[str, st
         if (item.labels or {}).get("managed_by") != "opentrack":
             continue
         for table in client.list_tables(item.dataset_id):
-            if table.table_type != "TABLE":
+            if table.table_type != "TABLE" or table.table_id.startswith(STAGING_PREFIX):
                 continue
-            live = client.get_table(table.reference)
+            try:
+                live = client.get_table(table.reference)
+            except NotFound:
+                continue  # dropped since it was listed
             schemas[(item.dataset_id, table.table_id)] = from_api(live.schema)
     Metrics.counter(METRICS_NAMESPACE, "schema_side_input_refreshes").inc()
     return schemas

@@ -19,6 +19,7 @@ from pipeline.warehouse.client import RETRY
 from pipeline.warehouse.schema import to_api
 
 INSERT_CHUNK = 500
+STAGING_PREFIX = "_opentrack_users_staging_"
 _META = ("id", "received_at", "timestamp")
 
 
@@ -71,7 +72,7 @@ def merge_users(
     if not rows:
         return 0
     columns = sorted({c for row in rows for c in row} | set(_META))
-    staging = f"_opentrack_users_staging_{uuid.uuid4().hex[:12]}"
+    staging = f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}"
     ref = f"{identifiers.project_id(project)}.{identifiers.dataset_id(dataset)}.{staging}"
     table = bigquery.Table(ref, schema=to_api({c: schema[c] for c in columns}))
     calls = Metrics.counter("opentrack", "bigquery_users_merge_calls")

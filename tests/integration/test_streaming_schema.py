@@ -97,3 +97,31 @@ def test_rows_known_to_the_side_input_go_straight_to_the_write(local_stack, bq_c
             equal_to([(f"{dataset}.pages", "p2")]),
             label="mutation_path",
         )
+
+
+def test_side_input_refresh_reads_every_managed_table_and_nothing_else(
+    local_stack, bq_client
+) -> None:
+    from google.cloud import bigquery
+
+    from transforms.streaming import load_managed_schemas
+
+    managed = f"managed_{uuid.uuid4().hex[:8]}"
+    manager = SchemaManager(bq_client, local_stack.project)
+    manager.ensure(managed, "pages", {**BASE, "path": "STRING"})  # also makes pages_view
+    manager.ensure(managed, "signed_up", {**BASE, "plan": "STRING"})
+    foreign = f"foreign_{uuid.uuid4().hex[:8]}"
+    bq_client.create_dataset(foreign)
+    bq_client.create_table(
+        bigquery.Table(f"{local_stack.project}.{foreign}.t", schema=[bigquery.SchemaField("x", "STRING")])
+    )
+    warehouse = WarehouseConfig(project=local_stack.project, endpoint=local_stack.bigquery_endpoint)
+
+    schemas = load_managed_schemas(warehouse)
+
+    mine = {key: schema for key, schema in schemas.items() if key[0] == managed}
+    assert mine == {
+        (managed, "pages"): {**BASE, "path": "STRING"},
+        (managed, "signed_up"): {**BASE, "plan": "STRING"},
+    }
+    assert not any(key[0] == foreign for key in schemas)
