@@ -70,13 +70,16 @@ def main(argv: list[str] | None = None) -> int:
                     f"--source_name={SOURCE}",
                 ]
             )
+            complete = False
             try:
                 while time.perf_counter() - started < args.timeout:
                     loaded = _counts(client, dataset)
                     if all(loaded.get(t, 0) >= n for t, n in expected.items()):
+                        complete = True
                         break
-                    time.sleep(1)
+                    time.sleep(2)
                 seconds = time.perf_counter() - started
+                done = sum(min(loaded.get(t, 0), n) for t, n in expected.items())
                 versions = {
                     t.table_id: int(client.get_table(t).labels.get(SCHEMA_VERSION_LABEL, "1"))
                     for t in client.list_tables(dataset)
@@ -86,8 +89,12 @@ def main(argv: list[str] | None = None) -> int:
                 result.cancel()
     rows = sum(expected.values())
     print(f"events: {args.events} published before start, {rows} rows expected")
-    print(f"all rows queryable after {seconds:.1f} s: {args.events / seconds:,.0f} events/s "
-          f"({rows / seconds:,.0f} rows/s)")
+    if complete:
+        print(f"all rows queryable after {seconds:.1f} s: {args.events / seconds:,.1f} events/s "
+              f"({rows / seconds:,.1f} rows/s)")
+    else:
+        print(f"TIMED OUT after {seconds:.1f} s with {done} of {rows} rows queryable: "
+              f"{done / seconds:,.1f} rows/s")
     print("schema updates per table (changes after creation): "
           + ", ".join(f"{t}={v - 1}" for t, v in sorted(versions.items())))
     return 0

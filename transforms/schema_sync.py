@@ -82,6 +82,21 @@ def misfit_dead_letter(row: TableRow, reason: Reason, detail: str) -> DeadLetter
     )
 
 
+def fit_to_table(
+    row: TableRow, table_schema: Mapping[str, str], refused: Mapping[str, str]
+) -> TableRow | DeadLetter:
+    """The row coerced to its table's schema, or the dead letter saying why it cannot be."""
+    over_limit = [name for name in row.row if name in refused]
+    if over_limit:
+        detail = f"{len(over_limit)} columns refused: {refused[over_limit[0]]}"
+        return misfit_dead_letter(row, Reason.COLUMN_LIMIT, detail)
+    try:
+        fitted = fit_row(row.row, row.schema, table_schema)
+    except RowMisfit as misfit:
+        return misfit_dead_letter(row, Reason.SCHEMA_MISMATCH, str(misfit))
+    return TableRow(row.dataset, row.table, fitted, row.schema)
+
+
 class FitRows(beam.DoFn):
     """Coerce each row to its table's final schema; misfits become dead letters."""
 
@@ -92,21 +107,10 @@ class FitRows(beam.DoFn):
     def process(
         self, row: TableRow, schemas: Mapping[TableKey, tuple[dict[str, str], dict[str, str]]]
     ) -> Iterator[TableRow | TaggedOutput]:
-        table_schema, refused = schemas[(row.dataset, row.table)]
-        over_limit = [name for name in row.row if name in refused]
-        if over_limit:
+        result = fit_to_table(row, *schemas[(row.dataset, row.table)])
+        if isinstance(result, DeadLetter):
             self._dead.inc()
-            yield TaggedOutput(
-                DEAD_LETTERS,
-                misfit_dead_letter(row, Reason.COLUMN_LIMIT, f"{len(over_limit)} columns refused: "
-                        f"{refused[over_limit[0]]}"),
-            )
-            return
-        try:
-            fitted = fit_row(row.row, row.schema, table_schema)
-        except RowMisfit as misfit:
-            self._dead.inc()
-            yield TaggedOutput(DEAD_LETTERS, misfit_dead_letter(row, Reason.SCHEMA_MISMATCH, str(misfit)))
-            return
-        self._fitted.inc()
-        yield TableRow(row.dataset, row.table, fitted, row.schema)
+            yield TaggedOutput(DEAD_LETTERS, result)
+        else:
+            self._fitted.inc()
+            yield result

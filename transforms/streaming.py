@@ -43,10 +43,10 @@ from pipeline.warehouse.config import WarehouseConfig
 from pipeline.warehouse.manager import SchemaManager
 from pipeline.warehouse.schema import RowMisfit, fit_row, from_api, plan_schema, union
 from pipeline.warehouse.users import STAGING_PREFIX
-from transforms.deadletter import Reason
+from transforms.deadletter import DeadLetter
 from transforms.event_model import DEAD_LETTERS, METRICS_NAMESPACE
 from transforms.normalize import TableRow
-from transforms.schema_sync import misfit_dead_letter
+from transforms.schema_sync import fit_to_table
 
 _LOG = logging.getLogger(__name__)
 MUTATE = "mutate"
@@ -188,15 +188,8 @@ class ApplyChanges(beam.DoFn):
         if result.changed:
             self._changes.inc()
         for row in rows:
-            if any(name in result.refused for name in row.row):
-                yield TaggedOutput(DEAD_LETTERS, misfit_dead_letter(row, Reason.COLUMN_LIMIT, "columns refused"))
-                continue
-            try:
-                fitted = fit_row(row.row, row.schema, result.schema)
-            except RowMisfit as misfit:
-                yield TaggedOutput(DEAD_LETTERS, misfit_dead_letter(row, Reason.SCHEMA_MISMATCH, str(misfit)))
-                continue
-            yield TableRow(dataset, table, fitted, row.schema)
+            fitted = fit_to_table(row, result.schema, result.refused)
+            yield TaggedOutput(DEAD_LETTERS, fitted) if isinstance(fitted, DeadLetter) else fitted
 
 
 # -- delayed retry of rows whose new column is not yet visible ------------------------
