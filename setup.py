@@ -12,6 +12,8 @@ INSTALL_REQUIRES = [
     # Strict RFC 8259 parsing (rejects NaN/Infinity, lone surrogates, bad UTF-8)
     # and the fastest encoder for JSON-text columns: the hot path of the product.
     "orjson==3.13.0",
+    # Schema contract files (opentrack schema check|plan|apply).
+    "PyYAML==6.0.3",
 ]
 
 TEST_REQUIRES = [

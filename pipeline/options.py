@@ -19,6 +19,7 @@ from transforms.validate import Limits
 _DEFAULT_LIMITS = Limits()
 AUTO_TABLE_MANAGEMENT_ENV = "BIGQUERY_AUTO_TABLE_MANAGEMENT"
 WRITE_METHODS = ("STREAMING_INSERTS", "FILE_LOADS")
+WRITE_MODES = ("append", "insert_missing_by_id")
 
 
 def _flag(text: str) -> bool:
@@ -183,6 +184,14 @@ class OpenTrackOptions(PipelineOptions):
             "batch jobs on Dataflow).",
         )
         parser.add_argument(
+            "--write_mode",
+            choices=WRITE_MODES,
+            default="append",
+            help="append (default): insert every row. insert_missing_by_id: stage the rows "
+            "and MERGE them in on id, so a row whose id the table already holds is skipped: "
+            "a rerun of the same input adds nothing (backfills use it).",
+        )
+        parser.add_argument(
             "--ignore_unknown_values",
             type=_flag,
             default=False,
@@ -239,5 +248,6 @@ def warehouse_config(options: OpenTrackOptions) -> WarehouseConfig:
         ),
         cache_ttl=options.schema_cache_ttl_seconds,
         write_method=options.write_method,
+        write_mode=options.write_mode,
         ignore_unknown_values=options.ignore_unknown_values,
     )

@@ -18,6 +18,7 @@ class WarehouseConfig:
     settings: TableSettings = field(default_factory=TableSettings)
     cache_ttl: float = 300.0
     write_method: str = "STREAMING_INSERTS"
+    write_mode: str = "append"  # or "insert_missing_by_id" (idempotent reruns)
     ignore_unknown_values: bool = False
 
     def client(self) -> bigquery.Client:
