@@ -7,7 +7,7 @@ import logging
 import sys
 from typing import Sequence
 
-from pipeline import localstack, preview, replay, run
+from pipeline import backfill, localstack, preview, replay, run
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -29,6 +29,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser(
         "local", help="start/stop the local stack of emulators: local up|down|status", add_help=False
     )
+    commands.add_parser(
+        "backfill",
+        help="load --from..--to days of <prefix>/dt=YYYY-MM-DD/ files, idempotently",
+        add_help=False,
+    )
+    if argv[:1] == ["backfill"]:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        return backfill.main(argv[1:])
     commands.add_parser(
         "replay", help="re-feed dead letters (by reason, stage, time) to a file or a topic",
         add_help=False,

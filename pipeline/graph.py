@@ -6,7 +6,7 @@ import logging
 
 import apache_beam as beam
 from apache_beam.coders import BytesCoder
-from apache_beam.io import ReadFromText
+from apache_beam.io import ReadAllFromText, ReadFromText
 from apache_beam.pvalue import AsDict, PCollection
 
 from pipeline.options import OpenTrackOptions, model_config, warehouse_config
@@ -26,6 +26,7 @@ from transforms.normalize import TableRow
 from transforms.schema_sync import ApplySchemas, FitRows, UnionSchemas, table_schema_of
 from transforms.write import (
     DeadLettersToRows,
+    InsertMissingById,
     MergeUsers,
     WriteRows,
     rejected_row_dead_letter,
@@ -36,14 +37,21 @@ ROWS = "rows"
 _LOG = logging.getLogger(__name__)
 
 
-def read_files(pipeline: beam.Pipeline, pattern: str) -> PCollection:
+def read_files(pipeline: beam.Pipeline, patterns: str) -> PCollection:
     """Lines of JSONL(.gz) files as RawMessages; bytes, so bad UTF-8 is a dead
-    letter rather than a decode crash in the reader."""
-    return (
-        pipeline
-        | "ReadFiles" >> ReadFromText(pattern, coder=BytesCoder())
-        | "LinesToMessages" >> beam.FlatMap(line_to_message)
-    )
+    letter rather than a decode crash in the reader. ``patterns`` is one file
+    pattern or several separated by commas (a backfill's days); a pattern of
+    several that matches nothing is allowed (a day without files)."""
+    names = [p.strip() for p in patterns.split(",") if p.strip()]
+    if len(names) == 1:
+        lines = pipeline | "ReadFiles" >> ReadFromText(names[0], coder=BytesCoder())
+    else:
+        lines = (
+            pipeline
+            | "Patterns" >> beam.Create(names)
+            | "ReadFiles" >> ReadAllFromText(coder=BytesCoder())  # no match: no lines
+        )
+    return lines | "LinesToMessages" >> beam.FlatMap(line_to_message)
 
 
 def _is_users(row: TableRow) -> bool:
@@ -59,6 +67,8 @@ def write_to_bigquery(
     )
     all_rows = (model.rows, early_dead) | "RowsAndDeadLetters" >> beam.Flatten()
 
+    if warehouse.write_mode == "insert_missing_by_id" and not warehouse.auto_table_management:
+        raise ValueError("--write_mode=insert_missing_by_id needs automatic table management")
     if warehouse.auto_table_management:
         dead_letter_tables = model.rows | "DeadLetterTablePerDataset" >> beam.Map(
             lambda row: ((row.dataset, DEAD_LETTER_TABLE), DEAD_LETTER_SCHEMA)
@@ -81,16 +91,24 @@ def write_to_bigquery(
     users = rows | "UsersRows" >> beam.Filter(_is_users)
     tables = rows | "TableRows" >> beam.Filter(lambda row: not _is_users(row))
     _ = users | "MergeUsers" >> MergeUsers(warehouse, schemas)
-    rejected = (
-        tables
-        | "WriteRows" >> WriteRows(warehouse)
-        | "RejectedRowsToDeadLetters" >> beam.Map(rejected_row_dead_letter)
-    )
+    if warehouse.write_mode == "insert_missing_by_id":
+        # Idempotent: a rerun adds nothing. Rows BigQuery refuses fail the MERGE, and the run.
+        _ = tables | "InsertMissingById" >> InsertMissingById(warehouse, schemas)
+        rejected = tables.pipeline | "NoRowLevelRejections" >> beam.Create([])
+    else:
+        rejected = (
+            tables
+            | "WriteRows" >> WriteRows(warehouse)
+            | "RejectedRowsToDeadLetters" >> beam.Map(rejected_row_dead_letter)
+        )
     late_dead = (
         (misfits, rejected)
         | "LateDeadLetters" >> beam.Flatten()
         | "LateDeadLettersToRows" >> beam.ParDo(DeadLettersToRows(default_source, clock))
     )
+    if warehouse.write_mode == "insert_missing_by_id":
+        _ = late_dead | "InsertMissingDeadLetters" >> InsertMissingById(warehouse, schemas)
+        return
     lost = (
         late_dead
         | "WriteDeadLetters" >> WriteRows(warehouse)

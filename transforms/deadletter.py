@@ -7,6 +7,7 @@ original payload after a fix.
 
 from __future__ import annotations
 
+import hashlib
 from enum import StrEnum
 from typing import Any, NamedTuple
 
@@ -111,6 +112,7 @@ def make_dead_letter(
 
 # Columns of the dead-letter table (one per source dataset).
 DEAD_LETTER_SCHEMA: dict[str, str] = {
+    "id": "STRING",
     "stage": "STRING",
     "reason": "STRING",
     "error": "STRING",
@@ -123,9 +125,21 @@ DEAD_LETTER_SCHEMA: dict[str, str] = {
 }
 
 
+def dead_letter_id(dead_letter: DeadLetter) -> str:
+    """Stable id of a failure (stage, reason, payload): reruns of the same input
+    give the same id, so idempotent writes store each failure once."""
+    digest = hashlib.sha256(
+        "\x00".join((dead_letter.stage, dead_letter.reason, dead_letter.payload)).encode(
+            "utf-8", "surrogatepass"
+        )
+    )
+    return digest.hexdigest()[:32]
+
+
 def dead_letter_row(dead_letter: DeadLetter, loaded_at: str) -> dict[str, Any]:
     """The dead letter as a row of the dead-letter table (nulls left out)."""
     row = {key: value for key, value in dead_letter._asdict().items() if value is not None}
+    row["id"] = dead_letter_id(dead_letter)
     row["loaded_at"] = loaded_at
     return row
 

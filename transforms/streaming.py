@@ -41,8 +41,9 @@ from apache_beam.utils.timestamp import Timestamp
 from pipeline.warehouse.client import NotFound
 from pipeline.warehouse.config import WarehouseConfig
 from pipeline.warehouse.manager import SchemaManager
+from pipeline.warehouse.merge_rows import STAGING_PREFIX as MERGE_STAGING
 from pipeline.warehouse.schema import RowMisfit, fit_row, from_api, plan_schema, union
-from pipeline.warehouse.users import STAGING_PREFIX
+from pipeline.warehouse.users import STAGING_PREFIX as USERS_STAGING
 from transforms.deadletter import DeadLetter
 from transforms.event_model import DEAD_LETTERS, METRICS_NAMESPACE
 from transforms.normalize import TableRow
@@ -50,6 +51,7 @@ from transforms.schema_sync import fit_to_table
 
 _LOG = logging.getLogger(__name__)
 MUTATE = "mutate"
+STAGING_PREFIXES = (USERS_STAGING, MERGE_STAGING)  # short-lived tables, never schemas to know
 TableKey = tuple[str, str]
 
 # -- one schema manager and one set of fences per worker process ---------------------
@@ -96,7 +98,7 @@ def load_managed_schemas(config: WarehouseConfig) -> dict[TableKey, dict[str, st
         if (item.labels or {}).get("managed_by") != "opentrack":
             continue
         for table in client.list_tables(item.dataset_id):
-            if table.table_type != "TABLE" or table.table_id.startswith(STAGING_PREFIX):
+            if table.table_type != "TABLE" or table.table_id.startswith(STAGING_PREFIXES):
                 continue
             try:
                 live = client.get_table(table.reference)

@@ -22,6 +22,7 @@ from apache_beam.pvalue import AsDict, PCollection
 
 from pipeline.warehouse.beam_client import EndpointBigQueryClient
 from pipeline.warehouse.config import WarehouseConfig
+from pipeline.warehouse.merge_rows import insert_missing
 from pipeline.warehouse.schema import from_api
 from pipeline.warehouse.users import latest_traits, merge_users
 from transforms.deadletter import (
@@ -128,6 +129,46 @@ class WriteRows(beam.PTransform):
         if config.write_method != "STREAMING_INSERTS":
             return rows.pipeline | "NoRowLevelFailures" >> beam.Create([])
         return result.failed_rows_with_errors
+
+
+class InsertMissingFn(beam.DoFn):
+    """((dataset, table), rows) -> rows whose id is new MERGEd into the table."""
+
+    def __init__(self, config: WarehouseConfig) -> None:
+        self._config = config
+        self._client = None
+        self._staged = Metrics.counter(METRICS_NAMESPACE, "merge_rows_staged")
+
+    def setup(self) -> None:
+        self._client = self._config.client()
+
+    def process(
+        self, element: tuple[tuple[str, str], Iterable[dict[str, Any]]], schemas: dict[Any, Any]
+    ) -> Iterator[int]:
+        (dataset, table), rows = element
+        schema = schemas[(dataset, table)][0]
+        staged = insert_missing(self._client, self._config.project, dataset, table, rows, schema)
+        self._staged.inc(staged)
+        yield staged
+
+
+class InsertMissingById(beam.PTransform):
+    """TableRows -> one staged MERGE per table inserting only new ids (idempotent reruns).
+
+    Needs the schema step's final schemas (automatic mode)."""
+
+    def __init__(self, config: WarehouseConfig, schemas: PCollection) -> None:
+        super().__init__()
+        self._config = config
+        self._schemas = schemas
+
+    def expand(self, rows: PCollection) -> PCollection:
+        return (
+            rows
+            | "KeyByTable" >> beam.Map(lambda r: ((r.dataset, r.table), r.row))
+            | "RowsPerTable" >> beam.GroupByKey()
+            | "MergeNewIds" >> beam.ParDo(InsertMissingFn(self._config), AsDict(self._schemas))
+        )
 
 
 class LatestTraits(beam.CombineFn):
