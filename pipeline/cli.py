@@ -7,7 +7,7 @@ import logging
 import sys
 from typing import Sequence
 
-from pipeline import backfill, localstack, preview, replay, run
+from pipeline import backfill, localstack, preview, replay, run, schema_cli
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,6 +37,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["backfill"]:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         return backfill.main(argv[1:])
+    commands.add_parser(
+        "schema",
+        help="compare the warehouse with a contract file: schema check|plan|apply --contracts FILE",
+        add_help=False,
+    )
+    if argv[:1] == ["schema"]:
+        return schema_cli.main(argv[1:])
     commands.add_parser(
         "replay", help="re-feed dead letters (by reason, stage, time) to a file or a topic",
         add_help=False,
