@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import os
 
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
 from pipeline.warehouse.config import WarehouseConfig
+from pipeline.warehouse.contracts import parse_contract
 from pipeline.warehouse.manager import TableSettings
-
 from transforms.chain import ModelConfig
 from transforms.route import DEFAULT_SOURCE, DEFAULT_SOURCE_ATTRIBUTE, SourceConfig
 from transforms.validate import Limits
@@ -171,6 +172,13 @@ class OpenTrackOptions(PipelineOptions):
             help="Partition expiration (retention) of new tables, in days (default: none).",
         )
         parser.add_argument(
+            "--contracts",
+            default=None,
+            help="Schema contract file (YAML, local or gs://; see templates/contracts/): the "
+            "retention it declares for a table or a dataset is the partition expiration of "
+            "tables the pipeline creates there (else --partition_expiration_days).",
+        )
+        parser.add_argument(
             "--schema_cache_ttl_seconds",
             type=float,
             default=300.0,
@@ -223,6 +231,20 @@ def model_config(options: OpenTrackOptions) -> ModelConfig:
     )
 
 
+def contract_retention(path: str) -> dict[str, int | None]:
+    """Declared retention by "dataset.table" and by "dataset", from a contract file."""
+    with FileSystems.open(path) as handle:
+        contract = parse_contract(handle.read().decode("utf-8"), path)
+    retention: dict[str, int | None] = {}
+    for dataset in contract.datasets:
+        if dataset.retention_days is not None:
+            retention[dataset.name] = dataset.retention_days
+        for table in dataset.tables:
+            if table.partitioning is not None:
+                retention[f"{dataset.name}.{table.name}"] = table.retention_days
+    return retention
+
+
 def warehouse_config(options: OpenTrackOptions) -> WarehouseConfig:
     """Where and how rows are written, from the pipeline options."""
     project = options.bigquery_project or options.view_as(GoogleCloudOptions).project
@@ -245,6 +267,7 @@ def warehouse_config(options: OpenTrackOptions) -> WarehouseConfig:
                 c.strip() for c in (options.clustering_fields or "").split(",") if c.strip()
             ),
             partition_expiration_days=options.partition_expiration_days,
+            retention_days=contract_retention(options.contracts) if options.contracts else {},
         ),
         cache_ttl=options.schema_cache_ttl_seconds,
         write_method=options.write_method,

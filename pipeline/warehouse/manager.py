@@ -60,6 +60,9 @@ class TableSettings:
     clustering_fields: tuple[str, ...] = ()
     partition_expiration_days: int | None = None
     labels: Mapping[str, str] = field(default_factory=lambda: {"managed_by": "opentrack"})
+    # Retention in days declared by a contract (--contracts): "dataset.table" for a
+    # table, "dataset" for the default of a dataset's tables; None there means never.
+    retention_days: Mapping[str, int | None] = field(default_factory=dict)
 
     def partition_field_for(self, table: str, schema: Mapping[str, str]) -> str | None:
         if table in STATE_TABLES:
@@ -67,8 +70,15 @@ class TableSettings:
         candidate = "received_at" if table == DEAD_LETTER_TABLE else self.partition_field
         return candidate if schema.get(candidate) == TIMESTAMP else None
 
-    def expiration_ms(self) -> int | None:
-        days = self.partition_expiration_days
+    def expiration_ms(self, dataset: str = "", table: str = "") -> int | None:
+        """Partition expiration of a new table: the contract's retention for it or its
+        dataset, else --partition_expiration_days, else none."""
+        for key in (f"{dataset}.{table}", dataset):
+            if key in self.retention_days:
+                days = self.retention_days[key]
+                break
+        else:
+            days = self.partition_expiration_days
         return days * 86_400_000 if days else None
 
 
@@ -247,7 +257,7 @@ class SchemaManager:
             spec.time_partitioning = bigquery.TimePartitioning(
                 type_=bigquery.TimePartitioningType.DAY,
                 field=partition,
-                expiration_ms=self._settings.expiration_ms(),
+                expiration_ms=self._settings.expiration_ms(dataset, table),
             )
         clustering = [c for c in self._settings.clustering_fields if c in schema]
         if clustering:

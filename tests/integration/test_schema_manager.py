@@ -213,3 +213,24 @@ def test_metadata_updates_are_paced_per_table(bq_client) -> None:
         schema_manager.ensure(dataset, "burst", {**BASE, f"p{index}": "STRING"})
     # 7 updates in no (fake) time: the 6th and 7th had to wait for the 10 s window.
     assert len(slept) == 2 and all(pause > 0 for pause in slept)
+
+
+def test_contract_retention_applies_at_creation_table_over_dataset_over_option(bq_client) -> None:
+    dataset = fresh_dataset()
+    schema_manager = manager(
+        bq_client,
+        partition_expiration_days=30,
+        retention_days={f"{dataset}.payments": 2557, dataset: 731, f"{dataset}.forever": None},
+    )
+    for table in ("payments", "interactions", "forever"):
+        schema_manager.ensure(dataset, table, BASE)
+    other = fresh_dataset()
+    schema_manager.ensure(other, "pages", BASE)
+
+    def expiration(ds: str, table: str) -> int | None:
+        return bq_client.get_table(f"{bq_client.project}.{ds}.{table}").time_partitioning.expiration_ms
+
+    assert expiration(dataset, "payments") == 2557 * 86_400_000  # the table's own
+    assert expiration(dataset, "interactions") == 731 * 86_400_000  # its dataset's default
+    assert expiration(dataset, "forever") is None  # declared: never
+    assert expiration(other, "pages") == 30 * 86_400_000  # --partition_expiration_days

@@ -984,3 +984,15 @@ def test_an_invalid_project_exits_2(tmp_path: Path) -> None:
         ["check", "--contracts", str(EXAMPLE), "--bigquery_project", "Bad Project"], err=err
     )
     assert code == 2 and "invalid BigQuery project name" in err.getvalue()
+
+
+def test_pipeline_reads_declared_retention_from_the_example_contract() -> None:
+    from pipeline.options import contract_retention
+
+    retention = contract_retention(
+        str(Path(__file__).resolve().parents[2] / "templates" / "contracts" / "example.yaml")
+    )
+    assert retention["commerce.square_payments"] == 2557
+    assert retention["customer_memory.interactions"] == 731
+    assert retention["customer_memory"] == 731
+    assert "commerce.square_items" not in retention  # not partitioned: nothing expires
