@@ -12,6 +12,7 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOpt
 
 from pipeline.warehouse.config import WarehouseConfig
 from pipeline.warehouse.contracts import parse_contract
+from pipeline.warehouse.schema import MAX_COLUMNS
 from pipeline.warehouse.manager import TableSettings
 from transforms.chain import ModelConfig
 from transforms.route import DEFAULT_SOURCE, DEFAULT_SOURCE_ATTRIBUTE, SourceConfig
@@ -172,6 +173,13 @@ class OpenTrackOptions(PipelineOptions):
             help="Partition expiration (retention) of new tables, in days (default: none).",
         )
         parser.add_argument(
+            "--max_columns",
+            type=int,
+            default=MAX_COLUMNS,
+            help="Most columns a table may get (BigQuery allows 10,000, the default). A row "
+            "that would need more becomes a column_limit dead letter; the pipeline goes on.",
+        )
+        parser.add_argument(
             "--contracts",
             default=None,
             help="Schema contract file (YAML, local or gs://; see templates/contracts/): the "
@@ -272,5 +280,6 @@ def warehouse_config(options: OpenTrackOptions) -> WarehouseConfig:
         cache_ttl=options.schema_cache_ttl_seconds,
         write_method=options.write_method,
         write_mode=options.write_mode,
+        max_columns=min(options.max_columns, MAX_COLUMNS),
         ignore_unknown_values=options.ignore_unknown_values,
     )

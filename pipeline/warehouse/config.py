@@ -8,6 +8,7 @@ from google.cloud import bigquery
 
 from pipeline.warehouse.client import make_client
 from pipeline.warehouse.manager import SchemaManager, TableSettings
+from pipeline.warehouse.schema import MAX_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -19,10 +20,13 @@ class WarehouseConfig:
     cache_ttl: float = 300.0
     write_method: str = "STREAMING_INSERTS"
     write_mode: str = "append"  # or "insert_missing_by_id" (idempotent reruns)
+    max_columns: int = MAX_COLUMNS
     ignore_unknown_values: bool = False
 
     def client(self) -> bigquery.Client:
         return make_client(self.project, self.endpoint, self.settings.location)
 
     def manager(self) -> SchemaManager:
-        return SchemaManager(self.client(), self.project, self.settings, self.cache_ttl)
+        return SchemaManager(
+            self.client(), self.project, self.settings, self.cache_ttl, max_columns=self.max_columns
+        )

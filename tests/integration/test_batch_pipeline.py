@@ -275,3 +275,33 @@ def test_reads_gzipped_files_from_gcs(local_stack, bq_client, gcs_client, tmp_pa
 
     dataset = source.lower().replace(" ", "_")
     assert table_counts(bq_client, dataset)["pages"] == 5
+
+
+def test_a_table_past_its_column_limit_degrades_to_dead_letters_and_the_run_goes_on(
+    local_stack, bq_client, tmp_path: Path
+) -> None:
+    source = source_name("Column Limit")
+    events = [
+        {"type": "track", "event": "Wide Event", "userId": "w", "messageId": f"wide-{n}",
+         "properties": {f"p{n}_{k}": k for k in range(3)}}
+        for n in range(10)
+    ]
+    path = tmp_path / "wide.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(e) for e in events))
+    limit = 20  # 8 common columns (id, user_id, event, event_text, 4 timestamps) + 12 properties
+
+    result = run_pipeline(local_stack, path, source, f"--max_columns={limit}")
+
+    dataset = source.lower().replace(" ", "_")
+    table = bq_client.get_table(f"{bq_client.project}.{dataset}.wide_event")
+    assert len(table.schema) == limit
+    loaded = table_counts(bq_client, dataset)["wide_event"]
+    refused = query(
+        bq_client,
+        f"SELECT reason, stage FROM `{bq_client.project}.{dataset}.{DEAD_LETTER_TABLE}`",
+    )
+    assert loaded == 4 and len(refused) == 6  # 12 property columns fit: 4 events of 3 each
+    assert {(r["reason"], r["stage"]) for r in refused} == {("column_limit", "schema")}
+    assert loaded + len(refused) == len(events)
+    assert table_counts(bq_client, dataset)["tracks"] == len(events)  # no properties there
+    assert counters(result)["schema_dead_letters"] == 6

@@ -146,6 +146,7 @@ EXAMPLES: dict[str, tuple[list[str], list[str]]] = {
         ["user_id,", "user id", ",event"],
     ),
     "partition_expiration_days": (["90", "1"], ["0", "-30", "ninety"]),
+    "max_columns": (["10000", "500", "25"], ["0", "10001", "-5", "many"]),
     "contracts": (
         ["gs://acme-config/contracts/warehouse.yaml", "gs://acme-config/c.yml"],
         ["contracts.yaml", "gs://acme-config/contracts.json", "/etc/c.yaml"],
