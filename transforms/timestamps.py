@@ -26,6 +26,8 @@ def parse_timestamp(text: str) -> datetime:
     """
     if not isinstance(text, str) or len(text) < 10 or len(text) > 64:
         raise TimestampError(f"not an ISO-8601 timestamp: {str(text)[:64]!r}")
+    if text[-1] == "z":  # RFC 3339 allows a lower-case zone designator
+        text = text[:-1] + "Z"
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError as exc:

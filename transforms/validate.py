@@ -79,6 +79,9 @@ def _parse_json(raw: bytes) -> Any:
             raise EventRejected(
                 Reason.INVALID_ENCODING, f"payload is not valid UTF-8 at byte {bad.start}"
             ) from exc
+        if "depth" in str(exc).lower() or "recursion" in str(exc).lower():
+            # The parser's own nesting limit (1,024) is far past ours: same failure.
+            raise EventRejected(Reason.TOO_DEEP, f"payload nests too deep to parse: {exc}") from exc
         raise EventRejected(Reason.INVALID_JSON, f"payload is not valid JSON: {exc}") from exc
 
 
@@ -171,6 +174,11 @@ def _identity(event: dict[str, Any], key: str) -> str | None:
         return value if value.strip() else None
     if kind is int:
         return str(value)
+    if kind is float and value.is_integer():
+        raise EventRejected(
+            Reason.INVALID_IDENTITY,
+            f"{key} is an integer beyond 64 bits: its digits cannot be kept exactly; send it as text",
+        )
     raise EventRejected(Reason.INVALID_IDENTITY, f"{key} must be a string or an integer")
 
 
