@@ -63,7 +63,6 @@ def _run_child(argv: list[str], log: Path) -> tuple[int, float, float]:
     command = list(argv)
     if GNU_TIME:
         command = [GNU_TIME, "-f", "%M", "-o", str(stats), *command]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     started = time.perf_counter()
     with log.open("wb") as out:
         code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
@@ -75,8 +74,7 @@ def _run_child(argv: list[str], log: Path) -> tuple[int, float, float]:
         except (ValueError, IndexError):
             peak_kb = None
     if peak_kb is None:  # RUSAGE_CHILDREN is a running max: exact when this child is the largest
-        after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        peak_kb = after  # exceeds ``before`` only when this child set a new maximum
+        peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return code, seconds, peak_kb / 1024
 
 
