@@ -10,10 +10,8 @@ dead letter (``write_rejected`` / ``internal_error``), and no id is shown twice.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from pathlib import Path
 
-import orjson
 import pytest
 from google.cloud import bigquery
 
