@@ -7,18 +7,14 @@ insert_missing_by_id``. The staging table is dropped whatever happens.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any, Iterable, Mapping
 
-from apache_beam.metrics import Metrics
 from google.cloud import bigquery
 
 from pipeline.warehouse import identifiers
-from pipeline.warehouse.client import RETRY
-from pipeline.warehouse.schema import to_api
+from pipeline.warehouse.staging import merge_through_staging
 
 STAGING_PREFIX = "_opentrack_merge_staging_"
-INSERT_CHUNK = 500
 
 
 def insert_missing_sql(
@@ -49,22 +45,14 @@ def insert_missing(
     schema: Mapping[str, str],
 ) -> int:
     """Stage ``rows`` and MERGE in those with a new id; returns rows staged."""
-    batch = [dict(row) for row in rows]
-    if not batch:
-        return 0
-    columns = sorted({c for row in batch for c in row} | {"id", "loaded_at"})
-    staging = f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}"
-    ref = f"{identifiers.project_id(project)}.{identifiers.dataset_id(dataset)}.{staging}"
-    calls = Metrics.counter("opentrack", "bigquery_merge_write_calls")
-    client.create_table(bigquery.Table(ref, schema=to_api({c: schema[c] for c in columns})), retry=RETRY)
-    try:
-        for start in range(0, len(batch), INSERT_CHUNK):
-            calls.inc()
-            errors = client.insert_rows_json(ref, batch[start : start + INSERT_CHUNK], retry=RETRY)
-            if errors:
-                raise RuntimeError(f"staging rows into {ref} failed: {errors[:3]}")
-        client.query(insert_missing_sql(project, dataset, table, staging, columns), retry=RETRY).result()
-    finally:
-        client.delete_table(ref, not_found_ok=True, retry=RETRY)
-        calls.inc(3)  # create, MERGE, delete
-    return len(batch)
+    return merge_through_staging(
+        client,
+        project,
+        dataset,
+        STAGING_PREFIX,
+        [dict(row) for row in rows],
+        schema,
+        lambda staging, columns: insert_missing_sql(project, dataset, table, staging, columns),
+        "bigquery_merge_write_calls",
+        required=("id", "loaded_at"),
+    )

@@ -8,17 +8,13 @@ value; an older row (a backfill) only fills columns the user does not have yet.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any, Iterable, Mapping
 
-from apache_beam.metrics import Metrics
 from google.cloud import bigquery
 
 from pipeline.warehouse import identifiers
-from pipeline.warehouse.client import RETRY
-from pipeline.warehouse.schema import to_api
+from pipeline.warehouse.staging import merge_through_staging
 
-INSERT_CHUNK = 500
 STAGING_PREFIX = "_opentrack_users_staging_"
 _META = ("id", "received_at", "timestamp")
 
@@ -69,22 +65,14 @@ def merge_users(
     schema: Mapping[str, str],
 ) -> int:
     """Upsert ``rows`` (one per user id) into ``dataset.users``; returns rows merged."""
-    if not rows:
-        return 0
-    columns = sorted({c for row in rows for c in row} | set(_META))
-    staging = f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}"
-    ref = f"{identifiers.project_id(project)}.{identifiers.dataset_id(dataset)}.{staging}"
-    table = bigquery.Table(ref, schema=to_api({c: schema[c] for c in columns}))
-    calls = Metrics.counter("opentrack", "bigquery_users_merge_calls")
-    client.create_table(table, retry=RETRY)
-    try:
-        for start in range(0, len(rows), INSERT_CHUNK):
-            calls.inc()
-            errors = client.insert_rows_json(ref, rows[start : start + INSERT_CHUNK], retry=RETRY)
-            if errors:
-                raise RuntimeError(f"staging users rows into {ref} failed: {errors[:3]}")
-        client.query(merge_sql(project, dataset, staging, columns), retry=RETRY).result()
-    finally:
-        client.delete_table(ref, not_found_ok=True, retry=RETRY)
-        calls.inc(3)  # create, MERGE, delete
-    return len(rows)
+    return merge_through_staging(
+        client,
+        project,
+        dataset,
+        STAGING_PREFIX,
+        rows,
+        schema,
+        lambda staging, columns: merge_sql(project, dataset, staging, columns),
+        "bigquery_users_merge_calls",
+        required=_META,
+    )

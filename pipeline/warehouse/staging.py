@@ -1,0 +1,55 @@
+"""Stage rows in a temporary table, run one MERGE from it, drop it whatever happens.
+
+The one way this product changes existing rows (``users``) or writes
+idempotently (``--write_mode insert_missing_by_id``): DML cannot touch rows
+streamed into a table for ~30 minutes, so rows are streamed into a staging
+table and MERGEd from there.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from apache_beam.metrics import Metrics
+from google.cloud import bigquery
+
+from pipeline.warehouse import identifiers
+from pipeline.warehouse.client import RETRY
+from pipeline.warehouse.schema import to_api
+
+INSERT_CHUNK = 500
+
+
+def merge_through_staging(
+    client: bigquery.Client,
+    project: str,
+    dataset: str,
+    prefix: str,
+    rows: Sequence[Mapping[str, Any]],
+    schema: Mapping[str, str],
+    merge_sql: Callable[[str, list[str]], str],
+    counter: str,
+    required: Iterable[str] = (),
+) -> int:
+    """Stage ``rows`` (typed by ``schema``) and run ``merge_sql(staging, columns)``;
+    the staging table has every column of the rows plus ``required`` (which the
+    MERGE names). Returns the rows staged; API calls go to the Beam counter ``counter``."""
+    if not rows:
+        return 0
+    columns = sorted({c for row in rows for c in row} | set(required))
+    staging = f"{prefix}{uuid.uuid4().hex[:12]}"
+    ref = f"{identifiers.project_id(project)}.{identifiers.dataset_id(dataset)}.{staging}"
+    calls = Metrics.counter("opentrack", counter)
+    client.create_table(bigquery.Table(ref, schema=to_api({c: schema[c] for c in columns})), retry=RETRY)
+    try:
+        for start in range(0, len(rows), INSERT_CHUNK):
+            calls.inc()
+            errors = client.insert_rows_json(ref, list(rows[start : start + INSERT_CHUNK]), retry=RETRY)
+            if errors:
+                raise RuntimeError(f"staging rows into {ref} failed: {errors[:3]}")
+        client.query(merge_sql(staging, columns), retry=RETRY).result()
+    finally:
+        client.delete_table(ref, not_found_ok=True, retry=RETRY)
+        calls.inc(3)  # create, MERGE, delete
+    return len(rows)
