@@ -111,7 +111,7 @@ def batch(args: argparse.Namespace) -> int:
                   f"{time.perf_counter() - began:.1f} s; running the pipeline...", flush=True)
             output_dir = scratch_path / "out"
             argv = [sys.executable, "-m", "pipeline.cli", "run", "--input", str(corpus),
-                    "--output_dir", str(output_dir), "--source_name", SOURCE]
+                    "--output_dir", str(output_dir), "--source_name", SOURCE, *args.pipeline_arg]
             log = scratch_path / "run.log"
             code, seconds, peak_mb = _run_child(argv, log)
             if code != 0:
@@ -228,7 +228,8 @@ def streaming(args: argparse.Namespace) -> int:
             log = scratch_path / "pipeline.log"
             argv = [sys.executable, "-m", "pipeline.cli", "run", "--streaming",
                     f"--subscription={subscription}", f"--bigquery_project={stack.project}",
-                    f"--bigquery_endpoint={stack.bigquery_endpoint}", f"--source_name={SOURCE}"]
+                    f"--bigquery_endpoint={stack.bigquery_endpoint}", f"--source_name={SOURCE}",
+                    *args.pipeline_arg]
             with log.open("wb") as out:
                 child = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
             print(f"streaming soak: {args.rate} events/s for {args.minutes} min, sample every "
@@ -317,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     b = modes.add_parser("batch", help="batch RSS and throughput across input sizes")
     b.add_argument("--events", default="100000,1000000", help="comma-separated sizes")
     b.add_argument("--keep_logs", default=None, help="copy a failed run's log to this directory")
+    b.add_argument("--pipeline_arg", action="append", default=[],
+                   help="extra option for the pipeline, e.g. --pipeline_arg=--local_slice_mb=0")
     s = modes.add_parser("streaming", help="streaming RSS and lag over a steady publish")
     s.add_argument("--minutes", type=float, default=30)
     s.add_argument("--rate", type=float, default=50, help="events per second")
@@ -325,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="seconds to wait for the lag to clear after publishing stops")
     s.add_argument("--stop_timeout", type=float, default=60)
     s.add_argument("--show_log", action="store_true")
+    s.add_argument("--pipeline_arg", action="append", default=[],
+                   help="extra option for the pipeline, e.g. --pipeline_arg=--dedup_window_seconds=300")
     args = parser.parse_args(argv)
     return batch(args) if args.mode == "batch" else streaming(args)
 

@@ -117,8 +117,11 @@ def write_to_bigquery(
     _ = lost | "ReportLostDeadLetters" >> beam.Map(report_lost)
 
 
-def build_graph(pipeline: beam.Pipeline, clock: Clock = utc_now) -> EventsToRowsResult:
-    """Read -> event model -> sink, as the pipeline's options say."""
+def build_graph(
+    pipeline: beam.Pipeline, clock: Clock = utc_now, output_label: str = ""
+) -> EventsToRowsResult:
+    """Read -> event model -> sink, as the pipeline's options say. ``output_label`` tells
+    apart the files of the slices of one sliced run (``pipeline.slicing``)."""
     options = pipeline.options.view_as(OpenTrackOptions)
     if not options.input:
         raise ValueError("--input is required: a file pattern of JSONL events")
@@ -127,7 +130,7 @@ def build_graph(pipeline: beam.Pipeline, clock: Clock = utc_now) -> EventsToRows
     model = read_files(pipeline, options.input) | "EventModel" >> EventsToRows(config, clock)
     if options.output_dir:
         _ = (model.rows, model.dead_letters) | "WriteJsonLines" >> WriteJsonLines(
-            options.output_dir, default_source
+            options.output_dir, default_source, output_label
         )
     else:
         write_to_bigquery(model, warehouse_config(options), default_source, clock)

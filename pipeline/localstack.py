@@ -588,6 +588,24 @@ def _stack(state: dict) -> LocalStack:
 # --- the API ----------------------------------------------------------------------------
 
 
+def _spawn_bigquery(
+    executable: Path,
+    port: int,
+    grpc_port: int,
+    project: str,
+    data: Path,
+    install_dir: Path,
+    state_dir: Path,
+) -> int:
+    return _spawn(
+        [str(executable), "serve", "--host", "127.0.0.1", "--port", str(port),
+         "--grpc-port", str(grpc_port), "--project", project, "--data-dir", str(data)],
+        state_dir / "logs" / "bigquery.log",
+        _clean_env(HOME=str(install_dir / "home")),
+        state_dir,
+    )  # fmt: skip
+
+
 def start(
     state_dir: Path, project: str = DEFAULT_PROJECT, *, install_dir: Path | None = None
 ) -> LocalStack:
@@ -635,13 +653,9 @@ def start(
             os.environ,
             state_dir,
         )  # fmt: skip
-        spawned["bigquery"] = _spawn(
-            [str(executable), "serve", "--host", "127.0.0.1", "--port", str(bq_port),
-             "--grpc-port", str(grpc_port), "--project", project, "--data-dir", str(data)],
-            logs / "bigquery.log",
-            _clean_env(HOME=str(install_dir / "home")),
-            state_dir,
-        )  # fmt: skip
+        spawned["bigquery"] = _spawn_bigquery(
+            executable, bq_port, grpc_port, project, data, install_dir, state_dir
+        )
         if pubsub_command is not None:
             spawned["pubsub"] = _spawn(pubsub_command, logs / "pubsub.log", os.environ, state_dir)
             pubsub_state["pid"] = spawned["pubsub"]
@@ -701,6 +715,34 @@ def stop(state_dir: Path) -> bool:
     _terminate(_processes(state))
     (state_dir / STATE_FILE).unlink(missing_ok=True)
     return True
+
+
+def restart_bigquery(state_dir: Path) -> LocalStack:
+    """Stop the BigQuery emulator and start it again on the same ports and data.
+
+    For fault drills: clients see refused connections while it is down and find
+    their datasets and tables again once it answers.
+    """
+    state_dir = state_dir.resolve()
+    state = _read_state(state_dir)
+    if state is None:
+        raise LocalStackError(f"no stack recorded in {state_dir}")
+    bigquery = state["bigquery"]
+    _terminate({"bigquery": int(bigquery["pid"])})
+    install_dir = Path(state["install_dir"])
+    started = time.monotonic()
+    pid = _spawn_bigquery(
+        ensure_bigquery_emulator(install_dir), int(bigquery["port"]), int(bigquery["grpc_port"]),
+        state["project"], Path(state["data_dir"]), install_dir, state_dir,
+    )  # fmt: skip
+    bigquery["pid"] = pid
+    _write_state(state_dir, state)
+    _wait_ready(
+        [_Probe("bigquery", pid, _datasets_url(bigquery["endpoint"], state["project"]),
+                Path(bigquery["log"]), READY_TIMEOUT_S)],
+        started,
+    )  # fmt: skip
+    return _stack(state)
 
 
 def status(state_dir: Path) -> LocalStack | None:

@@ -193,6 +193,22 @@ class OpenTrackOptions(PipelineOptions):
             help="How long known table schemas are trusted before being re-read (default 300).",
         )
         parser.add_argument(
+            "--local_slice_mb",
+            type=float,
+            default=128.0,
+            help="Local batch runs only: an input larger than this many MB runs as "
+            "consecutive pipelines over slices of about this size, so memory stays bounded "
+            "(the local runner holds stage boundaries in memory). 0: never slice.",
+        )
+        parser.add_argument(
+            "--request_timeout_seconds",
+            type=float,
+            default=60.0,
+            help="Timeout of each BigQuery request (default 60). A request unanswered by then "
+            "is retried, like a 429 or 503, within the 120 s retry deadline. Beam's own "
+            "client keeps its 120 s for insertAll when no --bigquery_endpoint is set.",
+        )
+        parser.add_argument(
             "--write_method",
             choices=WRITE_METHODS,
             default="STREAMING_INSERTS",
@@ -264,6 +280,8 @@ def warehouse_config(options: OpenTrackOptions) -> WarehouseConfig:
             "--skip_invalid_rows=false is not supported: Beam's streaming inserts always "
             "load the valid rows of a request and report each invalid row (a dead letter)"
         )
+    if not options.request_timeout_seconds > 0:
+        raise ValueError("--request_timeout_seconds must be a positive number of seconds")
     return WarehouseConfig(
         project=project,
         endpoint=options.bigquery_endpoint,
@@ -278,6 +296,7 @@ def warehouse_config(options: OpenTrackOptions) -> WarehouseConfig:
             retention_days=contract_retention(options.contracts) if options.contracts else {},
         ),
         cache_ttl=options.schema_cache_ttl_seconds,
+        request_timeout=options.request_timeout_seconds,
         write_method=options.write_method,
         write_mode=options.write_mode,
         max_columns=min(options.max_columns, MAX_COLUMNS),

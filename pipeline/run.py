@@ -22,6 +22,7 @@ from apache_beam.runners.runner import PipelineResult, PipelineState
 from pipeline.graph import build_graph
 from pipeline.streaming_graph import build_streaming_graph
 from pipeline.options import OpenTrackOptions
+from pipeline.slicing import estimated_bytes, input_paths, run_sliced
 from pipeline.summary import RunSummary
 from transforms.file_sink import FILE_SUFFIX
 from transforms.infer import infer
@@ -84,8 +85,36 @@ def start(argv: Sequence[str]) -> PipelineResult:
     return pipeline.run()
 
 
+def _run_slice(argv: Sequence[str], path: str, index: int) -> PipelineResult:
+    options = pipeline_options([*argv, f"--input={path}"])
+    pipeline = beam.Pipeline(options=options)
+    build_graph(pipeline, output_label=f"s{index:05d}")
+    result = pipeline.run()
+    result.wait_until_finish()
+    return result
+
+
+def _slice_bytes(options: PipelineOptions) -> int:
+    """Bytes per slice when this run should be sliced (``pipeline.slicing``), else 0."""
+    opentrack = options.view_as(OpenTrackOptions)
+    standard = options.view_as(StandardOptions)
+    local = standard.runner in (LOCAL_BATCH_RUNNER, "DirectRunner", "FnApiRunner")
+    if standard.streaming or not local or not opentrack.input or opentrack.local_slice_mb <= 0:
+        return 0
+    return int(opentrack.local_slice_mb * 1_000_000)
+
+
 def run(argv: Sequence[str]) -> PipelineResult:
-    """Run a batch pipeline to the end."""
+    """Run a batch pipeline to the end; a large input on the local runner runs in slices."""
+    options = pipeline_options(argv)
+    slice_bytes = _slice_bytes(options)
+    if slice_bytes:
+        files = input_paths(options.view_as(OpenTrackOptions).input)
+        if estimated_bytes(files) > slice_bytes:
+            _LOG.info("input over --local_slice_mb: running it in slices")
+            return run_sliced(  # type: ignore[return-value]
+                files, slice_bytes, lambda path, index: _run_slice(argv, path, index)
+            )
     result = start(argv)
     result.wait_until_finish()
     return result

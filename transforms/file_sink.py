@@ -47,13 +47,29 @@ def _destination(record: tuple[str, Any]) -> str:
     return record[0]
 
 
+def file_naming(label: str = "") -> fileio.FileNaming:
+    """``<dataset>.<table>[-<label>]-<shard>...jsonl``: a label keeps the files of one
+    slice of a sliced run from overwriting another's."""
+    named = fileio.destination_prefix_naming(suffix=FILE_SUFFIX)
+    if not label:
+        return named
+
+    def labelled(window, pane, shard_index, total_shards, compression, destination):  # noqa: ANN001, ANN202
+        return named(
+            window, pane, shard_index, total_shards, compression, f"{destination}-{label}"
+        )
+
+    return labelled
+
+
 class WriteJsonLines(beam.PTransform):
     """(rows, dead_letters) -> ``<output_dir>/<dataset>.<table>-*.jsonl`` files."""
 
-    def __init__(self, output_dir: str, default_source: str) -> None:
+    def __init__(self, output_dir: str, default_source: str, label: str = "") -> None:
         super().__init__()
         self._output_dir = output_dir
         self._default_source = default_source
+        self._label = label
 
     def expand(self, pcolls: tuple[PCollection, PCollection]) -> PCollection:
         rows, dead_letters = pcolls
@@ -66,5 +82,5 @@ class WriteJsonLines(beam.PTransform):
             path=self._output_dir,
             destination=_destination,
             sink=lambda _destination: _JsonLinesSink(),
-            file_naming=fileio.destination_prefix_naming(suffix=FILE_SUFFIX),
+            file_naming=file_naming(self._label),
         )

@@ -37,7 +37,9 @@ from transforms.timestamps import (
     TimestampError,
     canonical_timestamp,
     format_timestamp,
+    receive_time_text,
     skew_corrected,
+    timestamp_text,
 )
 from transforms.validate import ValidEvent
 
@@ -75,6 +77,11 @@ TRACK_RESERVED: Final = COMMON_COLUMNS | {"event", "event_text"}
 PAGE_RESERVED: Final = COMMON_COLUMNS | {"name", "category"}
 GROUP_RESERVED: Final = COMMON_COLUMNS | {"group_id"}
 ALIAS_RESERVED: Final = COMMON_COLUMNS | {"previous_id"}
+# The columns every row has, in the order _common writes them.
+_BASE_SCHEMA: Final = {
+    column: STANDARD_COLUMNS[column]
+    for column in ("id", "received_at", "timestamp", "uuid_ts", "loaded_at")
+}
 USERS_COLUMNS: Final = ("id", "received_at", "timestamp", "uuid_ts", "loaded_at")
 _CONTEXT_PREFIX: Final = "context_"
 _INFINITIES: Final = (float("inf"), float("-inf"))
@@ -156,28 +163,45 @@ def _flatten(
 def _common(
     valid: ValidEvent, received_at: datetime, loaded_at: str, naming: NamingConvention
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    received = valid.received_at or received_at
-    try:
-        corrected = skew_corrected(received, valid.sent_at, valid.original_timestamp)
-    except TimestampError as exc:
-        raise EventRejected(Reason.INVALID_TIMESTAMP, str(exc)) from exc
-    row: dict[str, Any] = {
-        "id": valid.message_id,
-        "received_at": format_timestamp(received),
-        "timestamp": format_timestamp(corrected),
-        "uuid_ts": loaded_at,
-        "loaded_at": loaded_at,
-    }
+    event = valid.event
+    if valid.received_at is not None:
+        received = valid.received_at
+        received_text = timestamp_text(event["receivedAt"], received)
+    else:
+        received = received_at
+        received_text = receive_time_text(received)
+    row: dict[str, Any] = {"id": valid.message_id, "received_at": received_text}
+    schema = dict(_BASE_SCHEMA)
+    original = valid.original_timestamp
+    if original is None:
+        row["timestamp"] = received_text
+    else:
+        original_text = event.get("originalTimestamp")
+        if original_text is None:
+            original_text = event["timestamp"]
+        original_text = timestamp_text(original_text, original)
+        if valid.sent_at is None:
+            row["timestamp"] = original_text
+        else:
+            try:
+                corrected = skew_corrected(received, valid.sent_at, original)
+            except TimestampError as exc:
+                raise EventRejected(Reason.INVALID_TIMESTAMP, str(exc)) from exc
+            row["timestamp"] = format_timestamp(corrected)
+    row["uuid_ts"] = row["loaded_at"] = loaded_at
     if valid.anonymous_id is not None:
         row["anonymous_id"] = valid.anonymous_id
+        schema["anonymous_id"] = STRING
     if valid.user_id is not None:
         row["user_id"] = valid.user_id
+        schema["user_id"] = STRING
     if valid.sent_at is not None:
-        row["sent_at"] = format_timestamp(valid.sent_at)
-    if valid.original_timestamp is not None:
-        row["original_timestamp"] = format_timestamp(valid.original_timestamp)
-    schema = {column: STANDARD_COLUMNS[column] for column in row}
-    context = valid.event.get("context")
+        row["sent_at"] = timestamp_text(event["sentAt"], valid.sent_at)
+        schema["sent_at"] = TIMESTAMP
+    if original is not None:
+        row["original_timestamp"] = original_text
+        schema["original_timestamp"] = TIMESTAMP
+    context = event.get("context")
     if context:
         _flatten(context, "context", naming, row, schema, None, None)
     return row, schema

@@ -246,16 +246,16 @@ def validate_event(event: dict[str, Any]) -> ValidEvent:
             if value is not None and type(value) is not str:
                 raise EventRejected(Reason.INVALID_FIELD, f"{key} must be a string")
 
-    original = _timestamp(event, "originalTimestamp")
-    if original is None:
+    get = event.get  # absent keys are the common case: no call for them
+    original = sent_at = received_at = None
+    if get("originalTimestamp") is not None:
+        original = _timestamp(event, "originalTimestamp")
+    elif get("timestamp") is not None:
         original = _timestamp(event, "timestamp")
+    if get("sentAt") is not None:
+        sent_at = _timestamp(event, "sentAt")
+    if get("receivedAt") is not None:
+        received_at = _timestamp(event, "receivedAt")
     return ValidEvent(
-        event=event,
-        type=call,
-        message_id=message_id,
-        user_id=user_id,
-        anonymous_id=anonymous_id,
-        original_timestamp=original,
-        sent_at=_timestamp(event, "sentAt"),
-        received_at=_timestamp(event, "receivedAt"),
+        event, call, message_id, user_id, anonymous_id, original, sent_at, received_at
     )

@@ -110,7 +110,11 @@ class WriteRows(beam.PTransform):
 
     def expand(self, rows: PCollection) -> PCollection:
         config = self._config
-        client = EndpointBigQueryClient(config.project, config.endpoint) if config.endpoint else None
+        client = (
+            EndpointBigQueryClient(config.project, config.endpoint, config.request_timeout)
+            if config.endpoint
+            else None
+        )
         result = (
             rows
             | "ToDestinedRows" >> beam.Map(to_destined, config.project)

@@ -1,17 +1,25 @@
-"""BigQuery client factory: endpoint override, credentials, retries.
+"""BigQuery client factory: endpoint override, credentials, retries, timeouts.
 
 An endpoint (``--bigquery_endpoint``) points the client at an emulator or a
 regional/private endpoint. Anonymous credentials are used only for a loopback
 endpoint (the local emulator); anything else uses Application Default
 Credentials, as the google-cloud libraries do.
+
+Every request gets a timeout: the library's default is none at all, so a
+server that accepts a connection and never answers would stall a worker
+forever. A request past its timeout raises ``requests.Timeout``, which the
+library's retry treats as transient and retries within ``RETRY``'s deadline.
 """
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlparse
 
+import google.auth
 from google.api_core import exceptions
-from google.auth.credentials import AnonymousCredentials
+from google.auth.credentials import AnonymousCredentials, Credentials
+from google.auth.transport.requests import AuthorizedSession
 from google.cloud import bigquery
 from google.cloud.bigquery.retry import DEFAULT_RETRY
 
@@ -20,6 +28,20 @@ from google.cloud.bigquery.retry import DEFAULT_RETRY
 # only its deadline is ours.
 RETRY = DEFAULT_RETRY.with_deadline(120.0)
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+REQUEST_TIMEOUT_S = 60.0  # per HTTP request; --request_timeout_seconds
+
+
+class _TimeoutSession(AuthorizedSession):
+    """An authorized session that gives a request without a timeout ``default_timeout``."""
+
+    def __init__(self, credentials: Credentials, default_timeout: float) -> None:
+        super().__init__(credentials)
+        self.default_timeout = default_timeout
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.default_timeout
+        return super().request(method, url, *args, **kwargs)
 
 
 def is_emulator(endpoint: str | None) -> bool:
@@ -27,13 +49,24 @@ def is_emulator(endpoint: str | None) -> bool:
 
 
 def make_client(
-    project: str, endpoint: str | None = None, location: str | None = None
+    project: str,
+    endpoint: str | None = None,
+    location: str | None = None,
+    request_timeout: float = REQUEST_TIMEOUT_S,
 ) -> bigquery.Client:
-    """A BigQuery client for ``project``, optionally at ``endpoint``."""
+    """A BigQuery client for ``project``, optionally at ``endpoint``, whose requests
+    time out after ``request_timeout`` seconds unless a call sets its own."""
     options = {"api_endpoint": endpoint} if endpoint else None
-    credentials = AnonymousCredentials() if is_emulator(endpoint) else None
+    if is_emulator(endpoint):
+        credentials: Credentials = AnonymousCredentials()
+    else:
+        credentials, _ = google.auth.default(scopes=bigquery.Client.SCOPE)
     return bigquery.Client(
-        project=project, credentials=credentials, client_options=options, location=location
+        project=project,
+        credentials=credentials,
+        client_options=options,
+        location=location,
+        _http=_TimeoutSession(credentials, request_timeout),
     )
 
 

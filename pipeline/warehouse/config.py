@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from google.cloud import bigquery
 
-from pipeline.warehouse.client import make_client
+from pipeline.warehouse.client import REQUEST_TIMEOUT_S, make_client
 from pipeline.warehouse.manager import SchemaManager, TableSettings
 from pipeline.warehouse.schema import MAX_COLUMNS
 
@@ -22,9 +22,12 @@ class WarehouseConfig:
     write_mode: str = "append"  # or "insert_missing_by_id" (idempotent reruns)
     max_columns: int = MAX_COLUMNS
     ignore_unknown_values: bool = False
+    request_timeout: float = REQUEST_TIMEOUT_S
 
     def client(self) -> bigquery.Client:
-        return make_client(self.project, self.endpoint, self.settings.location)
+        return make_client(
+            self.project, self.endpoint, self.settings.location, self.request_timeout
+        )
 
     def manager(self) -> SchemaManager:
         return SchemaManager(

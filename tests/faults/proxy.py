@@ -12,7 +12,9 @@ can be changed at runtime (``proxy.plan = FaultPlan(...)``)::
 
 Fault kinds: ``429`` (rateLimitExceeded), ``500`` (backendError, or internalError every other
 time), ``503`` (backendError), ``delay`` (the upstream answer is held ``delay_seconds`` before
-being sent, past a client timeout), ``reset`` (the socket is closed without an answer).
+being sent, past a client timeout), ``reset`` (the socket is closed without an answer, the
+request never reaches the upstream), ``lost`` (the upstream does the work, then the socket is
+closed instead of answering: the client cannot know the request took effect).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlparse
 
-KINDS = ("429", "500", "503", "delay", "reset")
+KINDS = ("429", "500", "503", "delay", "reset", "lost")
 
 # Path filters for the BigQuery REST API.
 INSERT_ALL = r"/tables/[^/?]+/insertAll"
@@ -225,6 +227,10 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             connection.request(self.command, self.path, body=body, headers=headers)
             response = connection.getresponse()
+            if fault == "lost":
+                response.read()  # the upstream finished; its answer never arrives
+                self._reset()
+                return
             if fault == "delay":
                 # The upstream did the work (a late answer, as after a client timeout).
                 threading.Event().wait(proxy.plan.delay_seconds)

@@ -1,22 +1,28 @@
-"""The batch pipeline against a flaky BigQuery: a fault-injecting proxy in front of the emulator.
+"""The pipeline against a flaky BigQuery: a fault-injecting proxy in front of the emulator.
 
-Faults (429 rateLimitExceeded, 500 backendError/internalError, 503 backendError, slow answers,
-connection resets) are injected on the pipeline's requests only; every assertion reads the
-emulator directly (``bq_client``), never through the proxy. What must hold whatever the faults:
-every event lands once (rows + dead letters == the pure model's), no transient fault becomes a
-dead letter (``write_rejected`` / ``internal_error``), and no id is shown twice.
+Faults (429 rateLimitExceeded, 500 backendError/internalError, 503 backendError, answers held
+past the client's timeout, connections reset before the request reaches BigQuery, answers lost
+after BigQuery did the work, the emulator restarted mid-run) are injected on the pipeline's
+requests only; every assertion reads the emulator directly (``bq_client``), never through the
+proxy. What must hold whatever the faults, batch and streaming: every event lands once (distinct
+ids + dead letters == the pure model's), no transient fault becomes a dead letter
+(``write_rejected`` / ``internal_error``), and no view shows an id twice.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
+import uuid
 from pathlib import Path
 
 import pytest
 from google.cloud import bigquery
 
 from bench.corpus import generate
-from pipeline.run import counters, run
+from pipeline import localstack
+from pipeline.run import counters, run, start
 from tests.faults.proxy import INSERT_ALL, TABLE_METADATA, FaultPlan, FaultProxy
 from tests.integration.test_batch_pipeline import (
     SECONDARY,
@@ -25,7 +31,13 @@ from tests.integration.test_batch_pipeline import (
     source_name,
     table_counts,
 )
-from transforms.naming import DEAD_LETTER_TABLE
+from tests.integration.test_streaming_pipeline import (
+    DEFAULT_SOURCE,
+    expected_rows,
+    ids_in,
+    wait_for,
+)
+from transforms.naming import DEAD_LETTER_TABLE, dataset_name
 
 _LOG = logging.getLogger(__name__)
 
@@ -46,13 +58,16 @@ def write_corpus(path: Path, events: int = 200, seed: int = 41) -> list[bytes]:
     return lines
 
 
-def run_through(proxy: FaultProxy, stack, input_path: Path, source: str):  # noqa: ANN001, ANN201
+def run_through(  # noqa: ANN201
+    proxy: FaultProxy, stack, input_path: Path, source: str, *extra: str  # noqa: ANN001
+):
     return run(
         [
             f"--input={input_path}",
             f"--bigquery_project={stack.project}",
             f"--bigquery_endpoint={proxy.endpoint}",
             f"--source_name={source}",
+            *extra,
         ]
     )
 
@@ -164,3 +179,121 @@ def test_faults_on_insert_all_only(local_stack, bq_client, corpus) -> None:
     print(report(proxy), counters(result))
     assert sum(proxy.faults.values()) >= 2, f"too few faults to mean anything: {report(proxy)}"
     check_every_event_once(bq_client, lines, source)
+
+
+def test_lost_answers_and_client_timeouts_lose_and_duplicate_nothing(
+    local_stack, bq_client, corpus
+) -> None:
+    """BigQuery did the work but the client never heard: creates answered 409 on retry,
+    patches 412, inserts landing twice. And answers held past the request timeout."""
+    path, lines = corpus
+    source = source_name("Faults Lost")
+    plan = FaultPlan(
+        seed=23,
+        rates={"lost": 0.12, "delay": 0.06},
+        path_filter=f"{INSERT_ALL}|{TABLE_METADATA}",
+        skip_first=1,
+        delay_seconds=4.5,
+    )
+    with FaultProxy(local_stack.bigquery_endpoint, plan) as proxy:
+        result = run_through(proxy, local_stack, path, source, "--request_timeout_seconds=3")
+    print(report(proxy), counters(result))
+    assert proxy.faults["lost"] >= 2 and proxy.faults["delay"] >= 1, report(proxy)
+    check_every_event_once(bq_client, lines, source)
+
+
+def test_emulator_restart_mid_run_loses_nothing(
+    local_stack, local_stack_state_dir, bq_client, corpus
+) -> None:
+    """The emulator stops after the first inserts and comes back on the same port and data:
+    requests meanwhile are refused (the proxy resets them) and retried."""
+    path, lines = corpus
+    source = source_name("Faults Restart")
+    restarted = threading.Event()
+    errors: list[BaseException] = []
+    with FaultProxy(local_stack.bigquery_endpoint, FaultPlan(path_filter=INSERT_ALL)) as proxy:
+
+        def restart_after_first_inserts() -> None:
+            try:
+                deadline = time.monotonic() + 120
+                while proxy.eligible < 3 and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                localstack.restart_bigquery(local_stack_state_dir)
+                restarted.set()
+            except BaseException as error:  # noqa: BLE001 - reported by the test
+                errors.append(error)
+
+        restarter = threading.Thread(target=restart_after_first_inserts, daemon=True)
+        restarter.start()
+        result = run_through(proxy, local_stack, path, source)
+        restarter.join(timeout=120)
+    print(report(proxy), counters(result))
+    assert not errors, errors
+    assert restarted.is_set(), "the emulator was never restarted"
+    refused = proxy.requests - proxy.eligible
+    assert proxy.eligible > 3, f"the run ended before the restart: {report(proxy)} ({refused})"
+    check_every_event_once(bq_client, lines, source)
+
+
+def test_streaming_through_faults_loads_every_message_once(
+    local_stack, bq_client, pubsub_publisher, pubsub_subscriber
+) -> None:
+    suffix = uuid.uuid4().hex[:6]
+    web = f"Faulty Web {suffix}"
+    topic = pubsub_publisher.topic_path(local_stack.project, f"faults-{suffix}")
+    subscription = pubsub_subscriber.subscription_path(local_stack.project, f"faults-{suffix}")
+    pubsub_publisher.create_topic(name=topic)
+    pubsub_subscriber.create_subscription(name=subscription, topic=topic)
+    messages = [(line, {"source": web}) for line in generate(60, seed=77)]
+    messages += messages[:6]  # re-published: loaded once
+    messages += [(b"{broken", {"source": web}), (b'{"type": "track", "userId": "u"}', {"source": web})]
+    plan = FaultPlan(
+        seed=31,
+        rates={"429": 0.06, "500": 0.05, "503": 0.04, "reset": 0.04, "lost": 0.05, "delay": 0.03},
+        skip_first=2,
+        delay_seconds=4.5,
+    )
+    with FaultProxy(local_stack.bigquery_endpoint, plan) as proxy:
+        result = start(
+            [
+                "--streaming",
+                f"--subscription={subscription}",
+                f"--bigquery_project={local_stack.project}",
+                f"--bigquery_endpoint={proxy.endpoint}",
+                f"--source_name={DEFAULT_SOURCE}",
+                "--request_timeout_seconds=3",
+                "--schema_cache_ttl_seconds=5",
+                "--users_merge_interval_seconds=2",
+                "--schema_retry_delays=1,3",
+                "--mutation_batch_seconds=0.5",
+            ]
+        )
+        try:
+            futures = [pubsub_publisher.publish(topic, data, **attrs) for data, attrs in messages]
+            for future in futures:
+                future.result(timeout=30)
+            expected, expected_dead = expected_rows(messages)
+            dataset = dataset_name(web)
+
+            def all_loaded() -> bool:
+                return all(
+                    set(ids_in(bq_client, ds, f"{table}_view")) >= ids
+                    for (ds, table), ids in expected.items()
+                ) and len(ids_in(bq_client, dataset, DEAD_LETTER_TABLE)) >= expected_dead
+
+            wait_for(all_loaded, "every expected row through the faults", timeout=180)
+            time.sleep(3)  # a late retry or duplicate would land by now
+        finally:
+            result.cancel()
+    print(report(proxy))
+    assert sum(proxy.faults.values()) >= 5, f"too few faults to mean anything: {report(proxy)}"
+    for (ds, table), ids in expected.items():
+        view = ids_in(bq_client, ds, f"{table}_view")
+        assert sorted(view) == sorted(ids), f"{ds}.{table}_view: each message exactly once"
+        assert set(ids_in(bq_client, ds, table)) == ids, f"{ds}.{table}: nothing lost or foreign"
+    dead = query(
+        bq_client,
+        f"SELECT reason FROM `{bq_client.project}.{dataset}.{DEAD_LETTER_TABLE}`",
+    )
+    assert sorted(d["reason"] for d in dead) == ["invalid_json", "missing_event"]
+    assert expected_dead == 2

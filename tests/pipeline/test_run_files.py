@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 
 import orjson
+import pytest
 
 from pipeline.run import counters, run, summarize_output_dir
 from transforms.naming import DEAD_LETTER_TABLE
@@ -55,18 +57,24 @@ def _read(output: Path) -> tuple[Counter[str], list[dict], dict[str, list[dict]]
     return rows_per_table, dead_letters, rows
 
 
+# The sample is 4.3 KB: whole, or in at least 3 slices of at most 1.5 KB of whole lines.
+@pytest.mark.parametrize("slice_mb, min_slices, max_slices", [("128", 0, 0), ("0.0015", 3, 22)])
 def test_sample_events_land_in_their_tables_or_as_dead_letters(
-    tmp_path: Path, sample_events_path: Path
+    tmp_path: Path, sample_events_path: Path, slice_mb: str, min_slices: int, max_slices: int
 ) -> None:
+    """Whole, and in slices of 1.5 KB (``--local_slice_mb``): the same rows and dead letters."""
     result = run(
         [
             f"--input={sample_events_path}",
             f"--output_dir={tmp_path}",
             "--source_name=Demo Site",
             "--source_field=context.source",
+            f"--local_slice_mb={slice_mb}",
         ]
     )
     rows_per_table, dead_letters, rows = _read(tmp_path)
+    labels = {re.search(r"-(s[0-9]{5})-", p.name) for p in tmp_path.glob("*.jsonl")}
+    assert min_slices <= len({m.group(1) for m in labels if m}) <= max_slices
 
     assert dict(rows_per_table) == EXPECTED_TABLE_ROWS
     assert Counter(d["reason"] for d in dead_letters) == EXPECTED_DEAD_LETTERS

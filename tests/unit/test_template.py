@@ -152,6 +152,8 @@ EXAMPLES: dict[str, tuple[list[str], list[str]]] = {
         ["contracts.yaml", "gs://acme-config/contracts.json", "/etc/c.yaml"],
     ),
     "schema_cache_ttl_seconds": (["300", "0.5"], ["5m", ""]),
+    "local_slice_mb": (["128", "0", "0.5"], ["-1", "1g", ""]),
+    "request_timeout_seconds": (["60", "2.5", "0.5"], ["0", "0.0", "-1", "1m", ""]),
     "write_method": (
         ["STREAMING_INSERTS", "FILE_LOADS"],
         ["streaming_inserts", "STORAGE_WRITE_API", ""],
