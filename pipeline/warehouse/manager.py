@@ -186,6 +186,7 @@ class SchemaManager:
                 plan = plan_schema(cached, wanted, self._max_columns)
                 if not plan.changes:
                     return SchemaResult(cached, plan.refused, changed=False)
+            raced = False
             for attempt in range(1, MAX_ATTEMPTS + 1):
                 live = self._fetch(dataset, table)
                 current = from_api(live.schema) if live is not None else None
@@ -195,12 +196,15 @@ class SchemaManager:
                         _LOG.info("%s.%s: %s", dataset, table, plan.describe())
                         self._apply(dataset, table, live, plan)
                     schema = apply_plan(current, plan)
-                    if plan.changes:
+                    if plan.changes or raced:
+                        # After a race the change may be ours, its answer lost on the way
+                        # back (a create met with 409): the view must follow it all the same.
                         self._refresh_view(dataset, table, schema)
                     self._cache[(dataset, table)] = (self._clock(), schema)
                     return SchemaResult(schema, plan.refused, changed=plan.changes)
                 except (PreconditionFailed, Conflict) as race:
                     # Another worker changed the table first: re-read and re-plan.
+                    raced = True
                     self._count("conflict_retry")
                     _LOG.info("%s.%s changed under us (%s), attempt %d", dataset, table, race.code, attempt)
             raise RuntimeError(f"{dataset}.{table}: schema still racing after {MAX_ATTEMPTS} attempts")

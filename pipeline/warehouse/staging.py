@@ -41,7 +41,13 @@ def merge_through_staging(
     staging = f"{prefix}{uuid.uuid4().hex[:12]}"
     ref = f"{identifiers.project_id(project)}.{identifiers.dataset_id(dataset)}.{staging}"
     calls = Metrics.counter("opentrack", counter)
-    client.create_table(bigquery.Table(ref, schema=to_api({c: schema[c] for c in columns})), retry=RETRY)
+    # exists_ok: the name is ours alone, so a table already there is this very create,
+    # retried after its answer was lost.
+    client.create_table(
+        bigquery.Table(ref, schema=to_api({c: schema[c] for c in columns})),
+        exists_ok=True,
+        retry=RETRY,
+    )
     try:
         for start in range(0, len(rows), INSERT_CHUNK):
             calls.inc()

@@ -129,6 +129,7 @@ class FaultProxy:
         self.requests = 0  # all requests seen
         self.eligible = 0  # requests matching the plan's path filter
         self.faults: Counter[str] = Counter()
+        self.upstream_failures = 0  # requests the upstream refused or dropped (e.g. while down)
         self.log: list[tuple[int, str, str, str | None]] = []  # (n, method, path, fault)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -244,6 +245,8 @@ class _Handler(BaseHTTPRequestHandler):
             if self.command != "HEAD" and data:
                 self.wfile.write(data)
         except (ConnectionError, socket.timeout, http.client.HTTPException):
+            with proxy._lock:
+                proxy.upstream_failures += 1
             self._reset()
         finally:
             connection.close()
