@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
 from bench.corpus import generate
@@ -206,35 +207,45 @@ def test_lost_answers_and_client_timeouts_lose_and_duplicate_nothing(
 
 
 def test_emulator_restart_mid_run_loses_nothing(
-    local_stack, local_stack_state_dir, bq_client, corpus
+    local_stack, local_stack_install_dir, tmp_path, corpus
 ) -> None:
     """The emulator stops after the first inserts and comes back on the same port and data:
-    requests meanwhile are refused (the proxy resets them) and retried."""
+    requests meanwhile are refused (the proxy resets them) and retried. A stack of its own,
+    so the session's stack is never restarted under other tests."""
     path, lines = corpus
     source = source_name("Faults Restart")
+    state_dir = tmp_path / "restart-stack"
     restarted = threading.Event()
     errors: list[BaseException] = []
-    with FaultProxy(local_stack.bigquery_endpoint, FaultPlan(path_filter=INSERT_ALL)) as proxy:
+    with localstack.running(state_dir, install_dir=local_stack_install_dir) as stack:
+        client = bigquery.Client(
+            project=stack.project,
+            credentials=AnonymousCredentials(),
+            client_options={"api_endpoint": stack.bigquery_endpoint},
+        )
+        plan = FaultPlan(path_filter=INSERT_ALL)
+        with FaultProxy(stack.bigquery_endpoint, plan) as proxy:
 
-        def restart_after_first_inserts() -> None:
-            try:
-                deadline = time.monotonic() + 120
-                while proxy.eligible < 3 and time.monotonic() < deadline:
-                    time.sleep(0.05)
-                localstack.restart_bigquery(local_stack_state_dir)
-                restarted.set()
-            except BaseException as error:  # noqa: BLE001 - reported by the test
-                errors.append(error)
+            def restart_after_first_inserts() -> None:
+                try:
+                    deadline = time.monotonic() + 120
+                    while proxy.eligible < 3 and time.monotonic() < deadline:
+                        time.sleep(0.05)
+                    localstack.restart_bigquery(state_dir)
+                    restarted.set()
+                except BaseException as error:  # noqa: BLE001 - reported by the test
+                    errors.append(error)
 
-        restarter = threading.Thread(target=restart_after_first_inserts, daemon=True)
-        restarter.start()
-        result = run_through(proxy, local_stack, path, source)
-        restarter.join(timeout=120)
-    print(report(proxy), counters(result))
-    assert not errors, errors
-    assert restarted.is_set(), "the emulator was never restarted"
-    assert proxy.upstream_failures >= 1, f"no request met the restart: {report(proxy)}"
-    check_every_event_once(bq_client, lines, source)
+            restarter = threading.Thread(target=restart_after_first_inserts, daemon=True)
+            restarter.start()
+            result = run_through(proxy, stack, path, source)
+            restarter.join(timeout=120)
+        print(report(proxy), counters(result))
+        assert not errors, errors
+        assert restarted.is_set(), "the emulator was never restarted"
+        assert proxy.upstream_failures >= 1, f"no request met the restart: {report(proxy)}"
+        check_every_event_once(client, lines, source)
+        client.close()
 
 
 def test_streaming_through_faults_loads_every_message_once(
