@@ -41,6 +41,12 @@ from transforms.naming import (
     table_name,
 )
 from transforms.normalize import TableRow
+from transforms.timestamps import (
+    TimestampError,
+    format_timestamp,
+    parse_timestamp,
+    timestamp_text,
+)
 
 SETTINGS = settings(
     deadline=None,
@@ -331,3 +337,27 @@ def test_column_name_is_a_bigquery_column(text: str) -> None:
 def test_table_name_is_a_bigquery_table(text: str) -> None:
     name = table_name(text)
     assert TABLE_RE.fullmatch(name) and len(name) <= 1019, name
+
+
+@st.composite
+def timestamp_texts(draw: st.DrawFn) -> str:
+    """ISO-8601 texts in the shapes clients send: plain UTC with 0-9 fraction digits, offsets,
+    a space or lower-case separator, a lower-case zone."""
+    moment = draw(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)))
+    digits = draw(st.integers(min_value=0, max_value=9))
+    fraction = f"{moment.microsecond:06d}{draw(st.integers(0, 999)):03d}"[:digits]
+    separator = draw(st.sampled_from("TTt "))
+    zone = draw(st.sampled_from(["Z", "z", "+00:00", "+05:30", "-08:00", ""]))
+    text = moment.strftime(f"%Y-%m-%d{separator}%H:%M:%S").rjust(19, "0")
+    return f"{text}{'.' + fraction if digits else ''}{zone}"
+
+
+@SETTINGS
+@given(timestamp_texts())
+def test_the_padded_text_of_a_plain_utc_timestamp_is_its_canonical_form(text: str) -> None:
+    """timestamp_text's fast path (padding a plain UTC text) agrees with parse-and-format."""
+    try:
+        moment = parse_timestamp(text)
+    except TimestampError:
+        return  # out of range once the offset is applied: nothing to format
+    assert timestamp_text(text, moment) == format_timestamp(moment)
