@@ -60,9 +60,14 @@ class ValidateEvents(beam.DoFn):
         self._valid = Metrics.counter(METRICS_NAMESPACE, "validate_valid_events")
         self._dead = Metrics.counter(METRICS_NAMESPACE, "validate_dead_letters")
 
+    def start_bundle(self) -> None:
+        # One receive time per bundle for messages without their own (file lines): no
+        # per-message clock call, and its canonical text is formatted once.
+        self._bundle_received_at = self._clock()
+
     def process(self, message: RawMessage) -> Iterator[RoutedEvent | TaggedOutput]:
         self._received.inc()
-        received_at = message.received_at or self._clock()
+        received_at = message.received_at or self._bundle_received_at
         for item in route_payload(message, received_at, self._config):
             if isinstance(item, DeadLetter):
                 self._dead.inc()
