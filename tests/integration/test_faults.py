@@ -257,12 +257,12 @@ def test_streaming_through_faults_loads_every_message_once(
     subscription = pubsub_subscriber.subscription_path(local_stack.project, f"faults-{suffix}")
     pubsub_publisher.create_topic(name=topic)
     pubsub_subscriber.create_subscription(name=subscription, topic=topic)
-    messages = [(line, {"source": web}) for line in generate(60, seed=77)]
+    messages = [(line, {"source": web}) for line in generate(40, seed=77)]
     messages += messages[:6]  # re-published: loaded once
     messages += [(b"{broken", {"source": web}), (b'{"type": "track", "userId": "u"}', {"source": web})]
     plan = FaultPlan(
         seed=31,
-        rates={"429": 0.06, "500": 0.05, "503": 0.04, "reset": 0.04, "lost": 0.05, "delay": 0.03},
+        rates={"429": 0.03, "500": 0.03, "503": 0.02, "reset": 0.02, "lost": 0.03, "delay": 0.02},
         skip_first=2,
         delay_seconds=4.5,
     )
