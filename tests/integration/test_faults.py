@@ -129,6 +129,20 @@ def report(proxy: FaultProxy) -> str:
     )
 
 
+def run_faulted(
+    stack, bq_client, corpus, plan: FaultPlan, name: str, min_faults: int, *extra: str  # noqa: ANN001
+) -> FaultProxy:
+    """Run the batch pipeline through a proxy with ``plan``, then check every event once."""
+    path, lines = corpus
+    source = source_name(name)
+    with FaultProxy(stack.bigquery_endpoint, plan) as proxy:
+        result = run_through(proxy, stack, path, source, *extra)
+    print(report(proxy), counters(result))
+    assert sum(proxy.faults.values()) >= min_faults, f"too few faults to mean anything: {report(proxy)}"
+    check_every_event_once(bq_client, lines, source)
+    return proxy
+
+
 @pytest.fixture()
 def corpus(tmp_path: Path) -> tuple[Path, list[bytes]]:
     path = tmp_path / "events.jsonl"
@@ -138,51 +152,33 @@ def corpus(tmp_path: Path) -> tuple[Path, list[bytes]]:
 def test_mixed_faults_on_every_call_lose_and_duplicate_nothing(
     local_stack, bq_client, corpus
 ) -> None:
-    path, lines = corpus
-    source = source_name("Faults Mixed")
     plan = FaultPlan(
         seed=7,
         rates={"429": 0.06, "500": 0.05, "503": 0.04, "reset": 0.03, "delay": 0.02},
         skip_first=2,
         delay_seconds=1.5,
     )
-    with FaultProxy(local_stack.bigquery_endpoint, plan) as proxy:
-        result = run_through(proxy, local_stack, path, source)
-    print(report(proxy), counters(result))
-    assert sum(proxy.faults.values()) >= 3, f"too few faults to mean anything: {report(proxy)}"
-    check_every_event_once(bq_client, lines, source)
+    run_faulted(local_stack, bq_client, corpus, plan, "Faults Mixed", 3)
 
 
 def test_faults_on_table_metadata_only(local_stack, bq_client, corpus) -> None:
-    path, lines = corpus
-    source = source_name("Faults Metadata")
     plan = FaultPlan(
         seed=11,
         rates={"429": 0.12, "500": 0.08, "503": 0.08, "reset": 0.05},
         path_filter=TABLE_METADATA,
         skip_first=2,
     )
-    with FaultProxy(local_stack.bigquery_endpoint, plan) as proxy:
-        result = run_through(proxy, local_stack, path, source)
-    print(report(proxy), counters(result))
-    assert sum(proxy.faults.values()) >= 2, f"too few faults to mean anything: {report(proxy)}"
-    check_every_event_once(bq_client, lines, source)
+    run_faulted(local_stack, bq_client, corpus, plan, "Faults Metadata", 2)
 
 
 def test_faults_on_insert_all_only(local_stack, bq_client, corpus) -> None:
-    path, lines = corpus
-    source = source_name("Faults Inserts")
     plan = FaultPlan(
         seed=5,
         rates={"429": 0.1, "500": 0.06, "503": 0.06, "reset": 0.04},
         path_filter=INSERT_ALL,
         skip_first=0,
     )
-    with FaultProxy(local_stack.bigquery_endpoint, plan) as proxy:
-        result = run_through(proxy, local_stack, path, source)
-    print(report(proxy), counters(result))
-    assert sum(proxy.faults.values()) >= 2, f"too few faults to mean anything: {report(proxy)}"
-    check_every_event_once(bq_client, lines, source)
+    run_faulted(local_stack, bq_client, corpus, plan, "Faults Inserts", 2)
 
 
 def test_lost_answers_and_client_timeouts_lose_and_duplicate_nothing(
@@ -190,8 +186,6 @@ def test_lost_answers_and_client_timeouts_lose_and_duplicate_nothing(
 ) -> None:
     """BigQuery did the work but the client never heard: creates answered 409 on retry,
     patches 412, inserts landing twice. And answers held past the request timeout."""
-    path, lines = corpus
-    source = source_name("Faults Lost")
     plan = FaultPlan(
         seed=23,
         rates={"lost": 0.12, "delay": 0.06},
@@ -199,11 +193,10 @@ def test_lost_answers_and_client_timeouts_lose_and_duplicate_nothing(
         skip_first=1,
         delay_seconds=4.5,
     )
-    with FaultProxy(local_stack.bigquery_endpoint, plan) as proxy:
-        result = run_through(proxy, local_stack, path, source, "--request_timeout_seconds=3")
-    print(report(proxy), counters(result))
+    proxy = run_faulted(
+        local_stack, bq_client, corpus, plan, "Faults Lost", 3, "--request_timeout_seconds=3"
+    )
     assert proxy.faults["lost"] >= 2 and proxy.faults["delay"] >= 1, report(proxy)
-    check_every_event_once(bq_client, lines, source)
 
 
 def test_emulator_restart_mid_run_loses_nothing(
