@@ -31,14 +31,15 @@ def parse_timestamp(text: str) -> datetime:
     Raises ``TimestampError`` for anything else (numbers, free text, hour 24,
     out-of-range years). Fractions beyond microseconds are truncated.
     """
-    if not isinstance(text, str) or len(text) < 10 or len(text) > 64:
+    if not isinstance(text, str) or not 10 <= len(text) <= 64:
         raise TimestampError(f"not an ISO-8601 timestamp: {str(text)[:64]!r}")
-    if text[-1] == "z":  # RFC 3339 allows a lower-case zone designator
-        text = text[:-1] + "Z"
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError as exc:
-        raise TimestampError(f"not an ISO-8601 timestamp: {text!r}") from exc
+        if text[-1] != "z":
+            raise TimestampError(f"not an ISO-8601 timestamp: {text!r}") from exc
+        # RFC 3339 allows a lower-case zone designator; fromisoformat does not.
+        return parse_timestamp(text[:-1] + "Z")
     if parsed.tzinfo is UTC:
         return parsed
     if parsed.tzinfo is None:
@@ -70,7 +71,9 @@ def format_timestamp(moment: datetime) -> str:
     """Canonical UTC text of an aware datetime."""
     if moment.tzinfo is not UTC:
         moment = moment.astimezone(UTC)
-    return moment.isoformat(timespec="microseconds")[:-6] + "Z"
+    # Date and time formatted apart: an aware isoformat() asks the zone for its
+    # offset and then has it cut off again, which costs twice as much.
+    return f"{moment.date().isoformat()}T{moment.time().isoformat('microseconds')}Z"
 
 
 # Formatting is one of the dearest steps of the chain, and a file bundle shares
@@ -84,6 +87,17 @@ def timestamp_text(text: str, moment: datetime) -> str:
     A plain UTC text is padded instead of formatted again: same result, a third
     of the cost.
     """
+    if (  # JavaScript's toISOString(), by far the most common: YYYY-MM-DDTHH:MM:SS.fffZ
+        len(text) == 24
+        and text[23] == "Z"
+        and text[19] == "."
+        and text[10] == "T"
+        and text[4] == "-"
+        and text[7] == "-"
+        and text[13] == ":"
+        and text[16] == ":"
+    ):
+        return text[:23] + "000Z"
     plain = _PLAIN_UTC.fullmatch(text)
     if plain is None:
         return format_timestamp(moment)

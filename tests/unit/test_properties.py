@@ -360,4 +360,22 @@ def test_the_padded_text_of_a_plain_utc_timestamp_is_its_canonical_form(text: st
         moment = parse_timestamp(text)
     except TimestampError:
         return  # out of range once the offset is applied: nothing to format
-    assert timestamp_text(text, moment) == format_timestamp(moment)
+    assert timestamp_text(text, moment) == format_timestamp(moment) == reference_text(moment)
+
+
+def reference_text(moment: datetime) -> str:
+    """The canonical text spelled out field by field: what format_timestamp must equal."""
+    m = moment.astimezone(timezone.utc)
+    return (f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:"
+            f"{m.second:02d}.{m.microsecond:06d}Z")
+
+
+@SETTINGS
+@given(
+    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+    st.integers(min_value=-23 * 60, max_value=23 * 60),
+)
+def test_format_timestamp_is_the_canonical_utc_text(naive: datetime, offset_minutes: int) -> None:
+    """Any aware instant, in any zone, formats as YYYY-MM-DDTHH:MM:SS.ffffffZ in UTC."""
+    moment = naive.replace(tzinfo=timezone(timedelta(minutes=offset_minutes)))
+    assert format_timestamp(moment) == reference_text(moment)
