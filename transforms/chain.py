@@ -15,6 +15,7 @@ from typing import Any, Iterator, Mapping, NamedTuple
 from transforms.deadletter import DeadLetter, EventRejected, Reason, Stage, make_dead_letter
 from transforms.naming import NamingConvention
 from transforms.normalize import TableRow, normalize_event
+from transforms.records import builder
 from transforms.route import DatasetResolver, SourceConfig, resolve_source
 from transforms.timestamps import format_timestamp
 from transforms.validate import Limits, ValidEvent, parse_payload, validate_event
@@ -41,6 +42,9 @@ class RoutedEvent(NamedTuple):
     received_at: datetime
     payload: bytes | dict[str, Any]  # the original, for a dead letter downstream
     replayed: bool = False  # re-fed by `opentrack replay`: not a duplicate of its first try
+
+
+_routed_event = builder(RoutedEvent)
 
 
 @dataclass
@@ -77,24 +81,30 @@ def route_payload(
     """Stage 1 (validate): split, validate and route every event of a payload."""
     attributes = message.attributes
     received_text: str | None = None
+    sources = config.sources
     # Known before parsing, so even an unparseable payload keeps its source.
     attribute_source = (
-        attributes.get(config.sources.source_attribute) or None
-        if attributes and config.sources.source_attribute
+        attributes.get(sources.source_attribute) or None
+        if attributes and sources.source_attribute
         else None
     )
     replayed = bool(attributes and attributes.get(REPLAY_ATTRIBUTE))
     for parsed in parse_payload(message.payload, config.limits):
         source: str | None = attribute_source
         try:
-            if parsed.rejection is not None:
-                raise parsed.rejection
-            event = parsed.event
+            event, rejection, payload = parsed
+            if rejection is not None:
+                raise rejection
             assert event is not None
-            source = resolve_source(event, attributes, config.sources)
+            if source is None:  # the attribute, when given, wins over everything
+                source = (
+                    resolve_source(event, attributes, sources)
+                    if sources.source_field
+                    else sources.default_source
+                )
             dataset = config.datasets(source)
-            yield RoutedEvent(
-                validate_event(event), source, dataset, received_at, parsed.payload, replayed
+            yield _routed_event(
+                (validate_event(event), source, dataset, received_at, payload, replayed)
             )
         except Exception as error:  # noqa: BLE001 - a bug must not lose the event
             rejection = _as_rejection(error)

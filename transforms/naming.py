@@ -154,22 +154,23 @@ class NamingConvention:
 
     def __init__(self, cache_limit: int = _CACHE_LIMIT) -> None:
         self._cache_limit = cache_limit
-        self._children: dict[str, dict[str, str]] = {}
+        # parent column -> {key: column}; read directly by the flattener (hot path).
+        self.columns_under: dict[str, dict[str, str]] = {}
         self._tables: dict[str, str] = {}
         self._size = 0
 
     def children(self, parent: str) -> dict[str, str]:
         """The cache of names under ``parent`` (read-only for callers)."""
-        names = self._children.get(parent)
+        names = self.columns_under.get(parent)
         if names is None:
-            names = self._children[parent] = {}
+            names = self.columns_under[parent] = {}
         return names
 
     def child_column(self, parent: str, key: str) -> str:
         """Column for ``key`` nested under the column ``parent`` ('' for top level)."""
-        children = self._children.get(parent)
+        children = self.columns_under.get(parent)
         if children is None:
-            children = self._children[parent] = {}
+            children = self.columns_under[parent] = {}
         name = children.get(key)
         if name is None:
             if parent and not snake_case(key):
@@ -191,6 +192,6 @@ class NamingConvention:
     def _remember(self) -> None:
         self._size += 1
         if self._size > self._cache_limit:
-            self._children.clear()
+            self.columns_under.clear()
             self._tables.clear()
             self._size = 0

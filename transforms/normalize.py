@@ -32,6 +32,7 @@ from typing import Any, Final, NamedTuple
 
 from transforms.infer import BOOLEAN, FLOAT, INT64_MAX, INT64_MIN, INTEGER, STRING, TIMESTAMP, infer
 from transforms.naming import NamingConvention
+from transforms.records import builder
 from transforms.deadletter import EventRejected, Reason
 from transforms.timestamps import (
     TimestampError,
@@ -96,6 +97,9 @@ class TableRow(NamedTuple):
     schema: dict[str, str]
 
 
+_table_row = builder(TableRow)
+
+
 class _Guard(NamedTuple):
     """What properties/traits may not overwrite, and where they go instead."""
 
@@ -118,7 +122,9 @@ def _flatten(
     The hot loop of the product: scalar inference is inlined for the common
     JSON types and the name cache is read directly.
     """
-    names = naming.children(parent)
+    names = naming.columns_under.get(parent)
+    if names is None:
+        names = naming.children(parent)
     for key, value in obj.items():
         column = names.get(key)
         if column is None:
@@ -144,10 +150,15 @@ def _flatten(
             continue
         else:
             column_type, value = infer(value)  # type: ignore[misc]
-        if guard is not None and (
-            column in guard.reserved
-            or column in guard.protected
-            or column.startswith(_CONTEXT_PREFIX)
+        if (
+            guard is not None
+            # Every reserved or protected column is a standard or a context_ one.
+            and (column in STANDARD_COLUMNS or column.startswith(_CONTEXT_PREFIX))
+            and (
+                column in guard.reserved
+                or column in guard.protected
+                or column.startswith(_CONTEXT_PREFIX)
+            )
         ):
             if guard.protected.get(column) == value:
                 continue  # the same value as the reserved column: redundant
@@ -250,15 +261,15 @@ def normalize_event(
             base, base_schema, event.get("properties"), "properties", TRACK_RESERVED, naming, dropped
         )
         return [
-            TableRow(dataset, table, row, schema),
-            TableRow(dataset, "tracks", base, base_schema),
+            _table_row((dataset, table, row, schema)),
+            _table_row((dataset, "tracks", base, base_schema)),
         ]
 
     if call == "identify":
         row, schema = _with_fields(
             base, base_schema, event.get("traits"), "traits", COMMON_COLUMNS, naming, dropped
         )
-        rows = [TableRow(dataset, "identifies", row, schema)]
+        rows = [_table_row((dataset, "identifies", row, schema))]
         if valid.user_id is not None:
             users_row = {"id": valid.user_id}
             users_schema = {"id": STRING}
@@ -269,7 +280,7 @@ def normalize_event(
                 if column not in base:
                     users_row[column] = value
                     users_schema[column] = schema[column]
-            rows.append(TableRow(dataset, "users", users_row, users_schema))
+            rows.append(_table_row((dataset, "users", users_row, users_schema)))
         return rows
 
     if call in ("page", "screen"):
@@ -286,7 +297,7 @@ def normalize_event(
         row, schema = _with_fields(
             base, base_schema, properties, "properties", PAGE_RESERVED, naming, dropped
         )
-        return [TableRow(dataset, "pages" if call == "page" else "screens", row, schema)]
+        return [_table_row((dataset, "pages" if call == "page" else "screens", row, schema))]
 
     if call == "group":
         base["group_id"] = str(event["groupId"])
@@ -294,9 +305,9 @@ def normalize_event(
         row, schema = _with_fields(
             base, base_schema, event.get("traits"), "traits", GROUP_RESERVED, naming, dropped
         )
-        return [TableRow(dataset, "groups", row, schema)]
+        return [_table_row((dataset, "groups", row, schema))]
 
     # alias
     base["previous_id"] = str(event["previousId"])
     base_schema["previous_id"] = STRING
-    return [TableRow(dataset, "aliases", base, base_schema)]
+    return [_table_row((dataset, "aliases", base, base_schema))]
