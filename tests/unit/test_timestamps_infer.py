@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from transforms import timestamps
 from transforms.infer import coerce, infer, needs_rewrite, widen
 from transforms.timestamps import (
     TimestampError,
@@ -122,6 +123,16 @@ def test_timestamp_error_is_a_value_error() -> None:
 )
 def test_format_timestamp(moment: datetime, text: str) -> None:
     assert format_timestamp(moment) == text
+
+
+def test_format_timestamp_day_cache_stays_bounded_and_right() -> None:
+    """Hostile input can bring any number of distinct days: the remembered date texts
+    stay under their limit and every text stays exact across the clears."""
+    start = utc(1990, 1, 1, 6, 7, 8, 9)
+    for offset in range(timestamps._DAY_TEXT_LIMIT + 50):
+        moment = start + timedelta(days=offset)
+        assert format_timestamp(moment) == moment.strftime("%Y-%m-%dT06:07:08.000009Z")
+    assert len(timestamps._DAY_TEXT) <= timestamps._DAY_TEXT_LIMIT
 
 
 @pytest.mark.parametrize(
