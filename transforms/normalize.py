@@ -27,6 +27,7 @@ redundant and skipped, otherwise it is kept as ``properties_<name>`` /
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime
 from typing import Any, Final, NamedTuple
 
@@ -78,10 +79,19 @@ TRACK_RESERVED: Final = COMMON_COLUMNS | {"event", "event_text"}
 PAGE_RESERVED: Final = COMMON_COLUMNS | {"name", "category"}
 GROUP_RESERVED: Final = COMMON_COLUMNS | {"group_id"}
 ALIAS_RESERVED: Final = COMMON_COLUMNS | {"previous_id"}
-# The columns every row has, in the order _common writes them.
-_BASE_SCHEMA: Final = {
-    column: STANDARD_COLUMNS[column]
-    for column in ("id", "received_at", "timestamp", "uuid_ts", "loaded_at")
+# The schema of _common's columns for each combination of the optional ones
+# (anonymous_id, user_id, sent_at, original_timestamp), in the order it writes them.
+_COMMON_SCHEMAS: Final = {
+    present: {
+        column: STANDARD_COLUMNS[column]
+        for column, wanted in zip(
+            ("id", "received_at", "timestamp", "uuid_ts", "loaded_at", "anonymous_id", "user_id",
+             "sent_at", "original_timestamp"),
+            (True,) * 5 + present,
+        )
+        if wanted
+    }
+    for present in itertools.product((False, True), repeat=4)
 }
 USERS_COLUMNS: Final = ("id", "received_at", "timestamp", "uuid_ts", "loaded_at")
 _CONTEXT_PREFIX: Final = "context_"
@@ -174,16 +184,14 @@ def _flatten(
 def _common(
     valid: ValidEvent, received_at: datetime, loaded_at: str, naming: NamingConvention
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    event = valid.event
-    if valid.received_at is not None:
-        received = valid.received_at
+    event, _, message_id, user_id, anonymous_id, original, sent_at, given_received = valid
+    if given_received is not None:
+        received = given_received
         received_text = timestamp_text(event["receivedAt"], received)
     else:
         received = received_at
         received_text = receive_time_text(received)
-    row: dict[str, Any] = {"id": valid.message_id, "received_at": received_text}
-    schema = dict(_BASE_SCHEMA)
-    original = valid.original_timestamp
+    row: dict[str, Any] = {"id": message_id, "received_at": received_text}
     if original is None:
         row["timestamp"] = received_text
     else:
@@ -191,27 +199,28 @@ def _common(
         if original_text is None:
             original_text = event["timestamp"]
         original_text = timestamp_text(original_text, original)
-        if valid.sent_at is None:
+        if sent_at is None:
             row["timestamp"] = original_text
         else:
             try:
-                corrected = skew_corrected(received, valid.sent_at, original)
+                corrected = skew_corrected(received, sent_at, original)
             except TimestampError as exc:
                 raise EventRejected(Reason.INVALID_TIMESTAMP, str(exc)) from exc
             row["timestamp"] = format_timestamp(corrected)
     row["uuid_ts"] = row["loaded_at"] = loaded_at
-    if valid.anonymous_id is not None:
-        row["anonymous_id"] = valid.anonymous_id
-        schema["anonymous_id"] = STRING
-    if valid.user_id is not None:
-        row["user_id"] = valid.user_id
-        schema["user_id"] = STRING
-    if valid.sent_at is not None:
-        row["sent_at"] = timestamp_text(event["sentAt"], valid.sent_at)
-        schema["sent_at"] = TIMESTAMP
+    if anonymous_id is not None:
+        row["anonymous_id"] = anonymous_id
+    if user_id is not None:
+        row["user_id"] = user_id
+    if sent_at is not None:
+        row["sent_at"] = timestamp_text(event["sentAt"], sent_at)
     if original is not None:
         row["original_timestamp"] = original_text
-        schema["original_timestamp"] = TIMESTAMP
+    schema = dict(
+        _COMMON_SCHEMAS[
+            anonymous_id is not None, user_id is not None, sent_at is not None, original is not None
+        ]
+    )
     context = event.get("context")
     if context:
         _flatten(context, "context", naming, row, schema, None, None)
