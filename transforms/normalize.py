@@ -118,6 +118,9 @@ class _Guard(NamedTuple):
     reserved: frozenset[str]  # the table's reserved columns, present or not
 
 
+_guard = builder(_Guard)
+
+
 def _flatten(
     obj: dict[str, Any],
     parent: str,
@@ -132,12 +135,14 @@ def _flatten(
     The hot loop of the product: scalar inference is inlined for the common
     JSON types and the name cache is read directly.
     """
-    names = naming.columns_under.get(parent)
-    if names is None:
+    try:
+        names = naming.columns_under[parent]
+    except KeyError:
         names = naming.children(parent)
     for key, value in obj.items():
-        column = names.get(key)
-        if column is None:
+        try:  # a subscript is cheaper than .get(), and a miss is rare
+            column = names[key]
+        except KeyError:
             column = naming.child_column(parent, key)
         kind = type(value)
         if kind is str:
@@ -239,7 +244,7 @@ def _with_fields(
     row = dict(base)
     schema = dict(base_schema)
     if fields:
-        guard = _Guard(origin, base, reserved)
+        guard = _guard((origin, base, reserved))
         _flatten(fields, "", naming, row, schema, guard, dropped)
     return row, schema
 

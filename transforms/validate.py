@@ -228,8 +228,12 @@ def validate_event(event: dict[str, Any]) -> ValidEvent:
             f"messageId must be a non-empty string of at most {MAX_MESSAGE_ID_LENGTH} characters",
         )
 
-    user_id = _identity(event, "userId")
-    anonymous_id = _identity(event, "anonymousId")
+    user_id = get("userId")
+    if type(user_id) is not str or not user_id.strip():  # the usual case costs no call
+        user_id = _identity(event, "userId")
+    anonymous_id = get("anonymousId")
+    if type(anonymous_id) is not str or not anonymous_id.strip():
+        anonymous_id = _identity(event, "anonymousId")
     if user_id is None and anonymous_id is None:
         raise EventRejected(Reason.MISSING_IDENTITY, "neither userId nor anonymousId is set")
 
