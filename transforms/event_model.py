@@ -19,6 +19,7 @@ from apache_beam.utils.timestamp import Duration
 
 from transforms.chain import ModelConfig, RawMessage, RoutedEvent, route_payload, rows_for
 from transforms.deadletter import DeadLetter
+from transforms.dedup import DedupState, DeduplicateInProcess, resolved_state
 from transforms.normalize import TableRow
 from transforms.timestamps import format_timestamp
 
@@ -129,23 +130,33 @@ def _counted(element: object, name: str) -> object:
 
 class DeduplicateEvents(beam.PTransform):
     """Drops repeats of a message id (per dataset) seen within ``window_seconds`` of
-    event time (the publish time in streaming), with Beam's ``DeduplicatePerKey``.
+    event time (the publish time in streaming); ``state`` says where the seen ids are
+    kept (``transforms.dedup``: Beam's ``DeduplicatePerKey`` on Dataflow).
     ``dedup_events_in - dedup_events_out`` counts the duplicates dropped."""
 
-    def __init__(self, window_seconds: float) -> None:
+    def __init__(self, window_seconds: float, state: DedupState = "auto") -> None:
         super().__init__()
         self._window = window_seconds
+        self._state = state
 
     def expand(self, events: PCollection) -> PCollection:
-        return (
+        keyed = (
             events
             | "CountIn" >> beam.Map(_counted, "dedup_events_in")
             | "KeyByMessageId" >> beam.Map(dedup_key)
-            | "DeduplicatePerKey"
-            >> DeduplicatePerKey(event_time_duration=Duration(seconds=self._window))
-            | "DropKey" >> beam.Values()
-            | "CountOut" >> beam.Map(_counted, "dedup_events_out")
         )
+        if resolved_state(self._state, events.pipeline) == "in_process":
+            unique = keyed | "DeduplicateInProcess" >> beam.ParDo(
+                DeduplicateInProcess(self._window)
+            )
+        else:
+            unique = (
+                keyed
+                | "DeduplicatePerKey"
+                >> DeduplicatePerKey(event_time_duration=Duration(seconds=self._window))
+                | "DropKey" >> beam.Values()
+            )
+        return unique | "CountOut" >> beam.Map(_counted, "dedup_events_out")
 
 
 class EventsToRows(beam.PTransform):
@@ -160,11 +171,13 @@ class EventsToRows(beam.PTransform):
         config: ModelConfig | None = None,
         clock: Clock = utc_now,
         dedup_window_seconds: float | None = None,
+        dedup_state: DedupState = "auto",
     ) -> None:
         super().__init__()
         self._config = config or ModelConfig()
         self._clock = clock
         self._dedup_window = dedup_window_seconds
+        self._dedup_state = dedup_state
 
     def expand(self, messages: PCollection) -> EventsToRowsResult:
         validated = messages | "Validate" >> beam.ParDo(
@@ -172,7 +185,9 @@ class EventsToRows(beam.PTransform):
         ).with_outputs(DEAD_LETTERS, main=VALID)
         valid = validated[VALID]
         if self._dedup_window:
-            valid = valid | "Deduplicate" >> DeduplicateEvents(self._dedup_window)
+            valid = valid | "Deduplicate" >> DeduplicateEvents(
+                self._dedup_window, self._dedup_state
+            )
         normalized = valid | "Normalize" >> beam.ParDo(
             NormalizeEvents(self._config, self._clock)
         ).with_outputs(DEAD_LETTERS, main=ROWS)

@@ -36,6 +36,7 @@ from transforms.deadletter import (
     make_dead_letter,
 )
 from transforms.event_model import METRICS_NAMESPACE, Clock
+from transforms.local_runner import on_local_streaming_runner
 from transforms.naming import DEAD_LETTER_TABLE
 from transforms.timestamps import format_timestamp
 from transforms.normalize import TableRow
@@ -99,6 +100,19 @@ def failure_to_row(failure: tuple[Any, dict[str, Any], list[Any]]) -> TableRow:
     return TableRow(dataset, table, dict(row), {})
 
 
+# Beam spreads streaming inserts over random keys, 500 per table by default, for
+# parallel workers; on the local streaming runner every one of those keys would stay
+# in memory for the whole run, with no parallelism to gain (transforms.local_runner).
+LOCAL_STREAMING_SHARDS = 1
+
+
+def _local_streaming_shards(pipeline: beam.Pipeline) -> dict[str, int]:
+    """WriteToBigQuery's ``num_streaming_keys`` for the local streaming runner."""
+    if on_local_streaming_runner(pipeline):
+        return {"num_streaming_keys": LOCAL_STREAMING_SHARDS}
+    return {}
+
+
 class WriteRows(beam.PTransform):
     """TableRows -> BigQuery; returns the rows BigQuery refused for good, as
     ``(destination, row, errors)`` (Beam's failed rows; transient errors are
@@ -128,6 +142,7 @@ class WriteRows(beam.PTransform):
                 insert_retry_strategy=RetryStrategy.RETRY_ON_TRANSIENT_ERROR,
                 ignore_unknown_columns=config.ignore_unknown_values,
                 test_client=client,
+                **_local_streaming_shards(rows.pipeline),
             )
         )
         if config.write_method != "STREAMING_INSERTS":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import apache_beam as beam
 import orjson
+import pytest
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.testing import test_pipeline, test_stream
 from apache_beam.testing.util import assert_that, equal_to
@@ -25,7 +26,9 @@ def _page(message_id: str, source: str | None = None) -> RawMessage:
     return RawMessage(orjson.dumps(event), {"source": source} if source else None)
 
 
-def test_repeats_within_the_window_load_once_and_later_repeats_again() -> None:
+@pytest.mark.parametrize("state", ["keyed", "in_process", "auto"])
+def test_repeats_within_the_window_load_once_and_later_repeats_again(state: str) -> None:
+    """Both places the seen ids can live keep the same rule (auto: in_process here)."""
     stream = (
         test_stream.TestStream()
         .add_elements(
@@ -45,7 +48,7 @@ def test_repeats_within_the_window_load_once_and_later_repeats_again() -> None:
         result = (
             pipeline
             | stream
-            | EventsToRows(clock=FixedClock(RECEIVED), dedup_window_seconds=60)
+            | EventsToRows(clock=FixedClock(RECEIVED), dedup_window_seconds=60, dedup_state=state)
         )
         assert_that(
             result.rows | beam.Map(lambda r: (r.dataset, r.row["id"])),
