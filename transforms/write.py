@@ -210,6 +210,35 @@ class LatestTraits(beam.CombineFn):
         return accumulator
 
 
+class LatestTraitsPerUserOf(beam.CombineFn):
+    """All users rows of one dataset -> one row per user, folded as ``LatestTraits`` does.
+
+    For the local streaming runner, which would keep a state object for every user id
+    for the whole run if the users were keys (``transforms.local_runner``)."""
+
+    def create_accumulator(self) -> dict[str, dict[str, Any]]:
+        return {}
+
+    def add_input(
+        self, accumulator: dict[str, dict[str, Any]], row: dict[str, Any]
+    ) -> dict[str, dict[str, Any]]:
+        known = accumulator.get(row["id"])
+        accumulator[row["id"]] = latest_traits(known, row) if known else dict(row)
+        return accumulator
+
+    def merge_accumulators(
+        self, accumulators: Iterable[dict[str, dict[str, Any]]]
+    ) -> dict[str, dict[str, Any]]:
+        merged: dict[str, dict[str, Any]] = {}
+        for accumulator in accumulators:
+            for row in accumulator.values():
+                self.add_input(merged, row)
+        return merged
+
+    def extract_output(self, accumulator: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+        return list(accumulator.values())
+
+
 class MergeUsersFn(beam.DoFn):
     """(dataset, users rows) -> MERGE into dataset.users."""
 
@@ -245,13 +274,22 @@ class MergeUsers(beam.PTransform):
         self._schemas = schemas
 
     def expand(self, users_rows: PCollection) -> PCollection:
-        return (
-            users_rows
-            | "KeyByUser" >> beam.Map(lambda r: ((r.dataset, r.row["id"]), r.row))
-            | "LatestTraitsPerUser" >> beam.CombinePerKey(LatestTraits())
-            | "KeyByDataset" >> beam.Map(lambda kv: (kv[0][0], kv[1]))
-            | "UsersPerDataset" >> beam.GroupByKey()
-            | "Merge" >> beam.ParDo(MergeUsersFn(self._config), AsDict(self._schemas))
+        if on_local_streaming_runner(users_rows.pipeline):  # keyed by dataset only
+            per_dataset = (
+                users_rows
+                | "KeyByDataset" >> beam.Map(lambda r: (r.dataset, r.row))
+                | "LatestTraitsPerUserOfDataset" >> beam.CombinePerKey(LatestTraitsPerUserOf())
+            )
+        else:
+            per_dataset = (
+                users_rows
+                | "KeyByUser" >> beam.Map(lambda r: ((r.dataset, r.row["id"]), r.row))
+                | "LatestTraitsPerUser" >> beam.CombinePerKey(LatestTraits())
+                | "KeyByDataset" >> beam.Map(lambda kv: (kv[0][0], kv[1]))
+                | "UsersPerDataset" >> beam.GroupByKey()
+            )
+        return per_dataset | "Merge" >> beam.ParDo(
+            MergeUsersFn(self._config), AsDict(self._schemas)
         )
 
 

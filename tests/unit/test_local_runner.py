@@ -5,11 +5,20 @@ from __future__ import annotations
 
 import apache_beam as beam
 import pytest
+from apache_beam.pipeline import PipelineVisitor
 from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
+from pipeline.warehouse.config import WarehouseConfig
 from transforms.dedup import SeenKeys, resolved_state
-from transforms.write import LOCAL_STREAMING_SHARDS, _local_streaming_shards
+from transforms.normalize import TableRow
+from transforms.write import (
+    LOCAL_STREAMING_SHARDS,
+    LatestTraits,
+    LatestTraitsPerUserOf,
+    MergeUsers,
+    _local_streaming_shards,
+)
 
 
 def test_a_key_is_refused_inside_the_window_and_admitted_after_it() -> None:
@@ -69,3 +78,62 @@ def test_streaming_inserts_use_few_shards_only_on_the_local_streaming_runner() -
     local = beam.Pipeline(runner=BundleBasedDirectRunner())
     assert _local_streaming_shards(local) == {"num_streaming_keys": LOCAL_STREAMING_SHARDS}
     assert _local_streaming_shards(beam.Pipeline(runner=FnApiRunner())) == {}
+
+
+def _users_row(user: str, received: str, **traits: object) -> dict[str, object]:
+    return {"id": user, "received_at": received, "timestamp": received, **traits}
+
+
+def test_latest_traits_per_user_of_a_dataset_folds_like_the_per_user_combine() -> None:
+    """The dataset-keyed combine (local streaming runner) gives each user the row the
+    per-user LatestTraits gives, however the rows are split over accumulators."""
+    rows = [
+        _users_row("u1", "2026-01-01T00:00:01.000000Z", plan="free", email="a@x"),
+        _users_row("u2", "2026-01-01T00:00:02.000000Z", plan="pro"),
+        _users_row("u1", "2026-01-01T00:00:03.000000Z", plan="pro"),
+        _users_row("u1", "2026-01-01T00:00:00.000000Z", plan="old", city="Paris"),
+        _users_row("u2", "2026-01-01T00:00:01.000000Z", logins=3),
+    ]
+    per_user = LatestTraits()
+    expected = {}
+    for row in rows:
+        expected[row["id"]] = per_user.add_input(
+            expected.get(row["id"], per_user.create_accumulator()), row
+        )
+    combine = LatestTraitsPerUserOf()
+    for split in range(len(rows) + 1):
+        left = combine.create_accumulator()
+        right = combine.create_accumulator()
+        for row in rows[:split]:
+            left = combine.add_input(left, row)
+        for row in rows[split:]:
+            right = combine.add_input(right, row)
+        out = combine.extract_output(combine.merge_accumulators([left, right]))
+        assert {row["id"]: row for row in out} == expected
+    assert expected["u1"]["plan"] == "pro" and expected["u1"]["city"] == "Paris"
+
+
+def test_users_are_keyed_by_dataset_only_on_the_local_streaming_runner() -> None:
+    def step_labels(runner: object) -> set[str]:
+        pipeline = beam.Pipeline(runner=runner)
+        schemas = pipeline | "Schemas" >> beam.Create([])
+        _ = (
+            pipeline
+            | beam.Create([TableRow("ds", "users", _users_row("u1", "2026-01-01T00:00:00Z"), {})])
+            | "MergeUsers" >> MergeUsers(WarehouseConfig(project="p"), schemas)
+        )
+        labels: set[str] = set()
+
+        class Visitor(PipelineVisitor):
+            def enter_composite_transform(self, node) -> None:  # noqa: ANN001
+                labels.add(node.full_label)
+
+            def visit_transform(self, node) -> None:  # noqa: ANN001
+                labels.add(node.full_label)
+
+        pipeline.visit(Visitor())
+        return labels
+
+    assert "MergeUsers/LatestTraitsPerUserOfDataset" in step_labels(BundleBasedDirectRunner())
+    assert "MergeUsers/LatestTraitsPerUser" in step_labels(FnApiRunner())
+    assert "MergeUsers/LatestTraitsPerUserOfDataset" not in step_labels(FnApiRunner())
