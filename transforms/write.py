@@ -38,8 +38,8 @@ from transforms.deadletter import (
 from transforms.event_model import METRICS_NAMESPACE, Clock
 from transforms.local_runner import on_local_streaming_runner
 from transforms.naming import DEAD_LETTER_TABLE
-from transforms.timestamps import format_timestamp
 from transforms.normalize import TableRow
+from transforms.timestamps import format_timestamp
 
 _LOG = logging.getLogger(__name__)
 

@@ -125,10 +125,10 @@ def test_users_are_keyed_by_dataset_only_on_the_local_streaming_runner() -> None
         labels: set[str] = set()
 
         class Visitor(PipelineVisitor):
-            def enter_composite_transform(self, node) -> None:  # noqa: ANN001
+            def enter_composite_transform(self, node) -> None:
                 labels.add(node.full_label)
 
-            def visit_transform(self, node) -> None:  # noqa: ANN001
+            def visit_transform(self, node) -> None:
                 labels.add(node.full_label)
 
         pipeline.visit(Visitor())
