@@ -165,14 +165,12 @@ def _flatten(
             continue
         else:
             column_type, value = infer(value)  # type: ignore[misc]
-        if (
-            guard is not None
-            # Every reserved or protected column is a standard or a context_ one.
-            and (column in STANDARD_COLUMNS or column.startswith(_CONTEXT_PREFIX))
-            and (
-                column in guard.reserved
-                or column in guard.protected
-                or column.startswith(_CONTEXT_PREFIX)
+        if guard is not None and (
+            column.startswith(_CONTEXT_PREFIX)
+            # Reserved and protected columns are all standard ones: a cheap first test.
+            or (
+                column in STANDARD_COLUMNS
+                and (column in guard.reserved or column in guard.protected)
             )
         ):
             if guard.protected.get(column) == value:
