@@ -10,7 +10,7 @@ event time (the publish time) before it.
 * ``in_process``: a dict of first-seen times in the worker process, pruned as event
   time moves on. For the local streaming runner, which never forgets a key
   (``transforms.local_runner``): under ``keyed`` every message id kept a state object
-  of about 3 KB for the life of the run. That runner is one process, so the
+  of about 1.2 KB for the life of the run. That runner is one process, so the
   process's memory holds the whole state either way.
 
 ``auto`` (the default) picks ``in_process`` on the local streaming runner, ``keyed``
