@@ -29,6 +29,11 @@ LOCAL_REQUIRES = [
     "gcp-storage-emulator==2026.7.19",
 ]
 
+BENCH_REQUIRES = [
+    # bench.end_to_end: the share of CPU samples inside Beam's per-row size check.
+    "py-spy==0.4.3",
+]
+
 setup(
     name="opentrack-beam",
     version="0.1.0",
@@ -37,6 +42,10 @@ setup(
     packages=find_packages(include=["pipeline", "pipeline.*", "transforms", "transforms.*"]),
     package_data={"pipeline": ["samples/*.jsonl", "localstack_requirements.txt"]},
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": TEST_REQUIRES + LOCAL_REQUIRES, "local": LOCAL_REQUIRES},
+    extras_require={
+        "test": TEST_REQUIRES + LOCAL_REQUIRES,
+        "local": LOCAL_REQUIRES,
+        "bench": BENCH_REQUIRES,
+    },
     entry_points={"console_scripts": ["opentrack=pipeline.cli:main"]},
 )

@@ -21,6 +21,7 @@ from transforms.event_model import (
     utc_now,
 )
 from transforms.file_sink import WriteJsonLines
+from transforms.load_jobs import LoadRows
 from transforms.naming import DEAD_LETTER_TABLE
 from transforms.normalize import TableRow
 from transforms.schema_sync import ApplySchemas, FitRows, UnionSchemas, table_schema_of
@@ -56,6 +57,19 @@ def read_files(pipeline: beam.Pipeline, patterns: str) -> PCollection:
 
 def _is_users(row: TableRow) -> bool:
     return row.table == "users"
+
+
+def write_rows(
+    rows: PCollection, warehouse: WarehouseConfig, schemas: PCollection, label: str
+) -> PCollection:
+    """Rows -> BigQuery by the configured method; returns the dead letters of refused rows."""
+    if warehouse.write_method == "FILE_LOADS":
+        return rows | label >> LoadRows(warehouse, schemas)
+    return (
+        rows
+        | label >> WriteRows(warehouse)
+        | f"{label}Refused" >> beam.Map(rejected_row_dead_letter)
+    )
 
 
 def write_to_bigquery(
@@ -96,11 +110,7 @@ def write_to_bigquery(
         _ = tables | "InsertMissingById" >> InsertMissingById(warehouse, schemas)
         rejected = tables.pipeline | "NoRowLevelRejections" >> beam.Create([])
     else:
-        rejected = (
-            tables
-            | "WriteRows" >> WriteRows(warehouse)
-            | "RejectedRowsToDeadLetters" >> beam.Map(rejected_row_dead_letter)
-        )
+        rejected = write_rows(tables, warehouse, schemas, "WriteRows")
     late_dead = (
         (misfits, rejected)
         | "LateDeadLetters" >> beam.Flatten()
@@ -109,11 +119,7 @@ def write_to_bigquery(
     if warehouse.write_mode == "insert_missing_by_id":
         _ = late_dead | "InsertMissingDeadLetters" >> InsertMissingById(warehouse, schemas)
         return
-    lost = (
-        late_dead
-        | "WriteDeadLetters" >> WriteRows(warehouse)
-        | "LostToDeadLetters" >> beam.Map(rejected_row_dead_letter)
-    )
+    lost = write_rows(late_dead, warehouse, schemas, "WriteDeadLetters")
     _ = lost | "ReportLostDeadLetters" >> beam.Map(report_lost)
 
 

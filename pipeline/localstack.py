@@ -11,7 +11,13 @@ with ``java -jar`` (no gcloud wrapper, no Python). Without the jar or ``java`` t
 starts BigQuery and GCS and says why Pub/Sub is unavailable (``pubsub_unavailable``).
 
 Layout of a state dir: ``state.json`` (pids, ports, endpoints), ``logs/``, ``bqdata/`` (the
-BigQuery data, kept across ``down``/``up``; GCS runs in memory). The install dir (``bqvenv``
+BigQuery data, kept across ``down``/``up``) and ``gcs/`` (the GCS emulator's ``--data-dir``:
+objects are files ``gcs/.cloudstorage/<bucket>/<object name>``, next to its ``.meta`` index and
+``_softdelete/``; emptied on every ``up``, so GCS starts empty as it did in memory, and left on
+disk by ``down``). The BigQuery emulator runs with ``GCS_LOCAL_ROOT=<state dir>/gcs/.cloudstorage``,
+so its load jobs read ``gs://bucket/path`` URIs, wildcards included, straight from those files:
+whatever is uploaded to the GCS emulator can be loaded. (Its extract jobs write there too, but
+the GCS emulator does not list files it did not write itself.) The install dir (``bqvenv``
 and ``home``) is the state dir unless given separately, so test sessions can reuse one
 install with fresh data.
 
@@ -59,6 +65,10 @@ PUBSUB_JAR_GLOB = (
     "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/lib/cloud-pubsub-emulator-*-all.jar"
 )
 STOP_GRACE_S = 10.0
+# The GCS emulator's --data-dir, under the state dir, and the directory under it holding one
+# directory per bucket (its STORAGE_DIR, pinned so a caller's variable cannot move it).
+GCS_DIR = "gcs"
+GCS_STORAGE_DIR = ".cloudstorage"
 # Pins named duckdb-extension-<name> are also installed into DuckDB (see the requirements).
 _EXTENSION_PREFIX = "duckdb-extension-"
 _PYTHON_FALLBACK = "/root/.pyenv/versions/3.13.0/bin/python3.13"
@@ -173,6 +183,7 @@ def _pyenv_pythons() -> list[str]:
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return []
+
     def version(python: Path) -> list[int]:
         return [int(number) for number in re.findall(r"\d+", python.parent.parent.name)]
 
@@ -594,16 +605,25 @@ def _spawn_bigquery(
     grpc_port: int,
     project: str,
     data: Path,
+    gcs_root: Path,
     install_dir: Path,
     state_dir: Path,
 ) -> int:
+    """GCS_LOCAL_ROOT is the one setting passed by environment (it has no flag): the caller's
+    own is scrubbed like the others, this one is ours."""
     return _spawn(
         [str(executable), "serve", "--host", "127.0.0.1", "--port", str(port),
          "--grpc-port", str(grpc_port), "--project", project, "--data-dir", str(data)],
         state_dir / "logs" / "bigquery.log",
-        _clean_env(HOME=str(install_dir / "home")),
+        _clean_env(HOME=str(install_dir / "home"), GCS_LOCAL_ROOT=str(gcs_root)),
         state_dir,
     )  # fmt: skip
+
+
+def _gcs_root(state: dict, state_dir: Path) -> Path:
+    """Where the BigQuery emulator finds the GCS emulator's buckets (a state.json written
+    before GCS was on disk does not say: its default place)."""
+    return Path(state.get("gcs_local_root") or state_dir / GCS_DIR / GCS_STORAGE_DIR)
 
 
 def start(
@@ -626,9 +646,12 @@ def start(
     stop(state_dir)  # leftovers of a run that died without `down`
     executable = ensure_bigquery_emulator(install_dir)
     storage_executable = _storage_executable()
-    logs, data = state_dir / "logs", state_dir / "bqdata"
+    logs, data, gcs = state_dir / "logs", state_dir / "bqdata", state_dir / GCS_DIR
     logs.mkdir(parents=True, exist_ok=True)
     data.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(gcs, ignore_errors=True)  # every `up` starts with no buckets
+    gcs_root = gcs / GCS_STORAGE_DIR
+    gcs_root.mkdir(parents=True)
     bq_port, grpc_port, gcs_port, pubsub_port = _free_ports(4)
     bigquery_endpoint = f"http://127.0.0.1:{bq_port}"
     storage_endpoint = f"http://127.0.0.1:{gcs_port}"
@@ -647,14 +670,14 @@ def start(
     spawned: dict[str, int] = {}
     try:
         spawned["storage"] = _spawn(
-            [str(storage_executable), "start", "--host", "127.0.0.1", "--port", str(gcs_port),
-             "--in-memory"],
+            [str(storage_executable), "--data-dir", str(gcs), "start", "--host", "127.0.0.1",
+             "--port", str(gcs_port)],
             logs / "storage.log",
-            os.environ,
+            {**os.environ, "STORAGE_DIR": GCS_STORAGE_DIR},
             state_dir,
         )  # fmt: skip
         spawned["bigquery"] = _spawn_bigquery(
-            executable, bq_port, grpc_port, project, data, install_dir, state_dir
+            executable, bq_port, grpc_port, project, data, gcs_root, install_dir, state_dir
         )
         if pubsub_command is not None:
             spawned["pubsub"] = _spawn(pubsub_command, logs / "pubsub.log", os.environ, state_dir)
@@ -677,6 +700,7 @@ def start(
             "pubsub": pubsub_state,
             "install_dir": str(install_dir),
             "data_dir": str(data),
+            "gcs_local_root": str(gcs_root),
         }
         _write_state(state_dir, state)
         probes = [
@@ -718,7 +742,8 @@ def stop(state_dir: Path) -> bool:
 
 
 def restart_bigquery(state_dir: Path) -> LocalStack:
-    """Stop the BigQuery emulator and start it again on the same ports and data.
+    """Stop the BigQuery emulator and start it again on the same ports and data (its own,
+    and the GCS emulator's files it loads from).
 
     For fault drills: clients see refused connections while it is down and find
     their datasets and tables again once it answers.
@@ -733,7 +758,8 @@ def restart_bigquery(state_dir: Path) -> LocalStack:
     started = time.monotonic()
     pid = _spawn_bigquery(
         ensure_bigquery_emulator(install_dir), int(bigquery["port"]), int(bigquery["grpc_port"]),
-        state["project"], Path(state["data_dir"]), install_dir, state_dir,
+        state["project"], Path(state["data_dir"]), _gcs_root(state, state_dir), install_dir,
+        state_dir,
     )  # fmt: skip
     bigquery["pid"] = pid
     _write_state(state_dir, state)

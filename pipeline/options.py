@@ -8,7 +8,11 @@ from __future__ import annotations
 import os
 
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
+from apache_beam.options.pipeline_options import (
+    GoogleCloudOptions,
+    PipelineOptions,
+    StandardOptions,
+)
 
 from pipeline.warehouse.config import WarehouseConfig
 from pipeline.warehouse.contracts import parse_contract
@@ -211,9 +215,12 @@ class OpenTrackOptions(PipelineOptions):
         parser.add_argument(
             "--write_method",
             choices=WRITE_METHODS,
-            default="STREAMING_INSERTS",
-            help="STREAMING_INSERTS (default, works on the emulator) or FILE_LOADS (large "
-            "batch jobs on Dataflow).",
+            default=None,
+            help="FILE_LOADS (the batch default): one BigQuery load job per table and run, "
+            "free of charge, files under --temp_location (gs:// or a local directory; a "
+            "local run without it uses a temporary directory). STREAMING_INSERTS (the "
+            "streaming default, and the only method streaming takes today): legacy "
+            "streaming inserts, billed per byte.",
         )
         parser.add_argument(
             "--write_mode",
@@ -269,6 +276,17 @@ def contract_retention(path: str) -> dict[str, int | None]:
     return retention
 
 
+def write_method(options: OpenTrackOptions) -> str:
+    """--write_method, or the default for batch (FILE_LOADS) or streaming (STREAMING_INSERTS)."""
+    streaming = options.view_as(StandardOptions).streaming
+    if streaming and options.write_method == "FILE_LOADS":
+        raise ValueError(
+            "--write_method=FILE_LOADS is for batch runs: a streaming run writes with "
+            "STREAMING_INSERTS"
+        )
+    return options.write_method or ("STREAMING_INSERTS" if streaming else "FILE_LOADS")
+
+
 def warehouse_config(options: OpenTrackOptions) -> WarehouseConfig:
     """Where and how rows are written, from the pipeline options."""
     project = options.bigquery_project or options.view_as(GoogleCloudOptions).project
@@ -297,7 +315,7 @@ def warehouse_config(options: OpenTrackOptions) -> WarehouseConfig:
         ),
         cache_ttl=options.schema_cache_ttl_seconds,
         request_timeout=options.request_timeout_seconds,
-        write_method=options.write_method,
+        write_method=write_method(options),
         write_mode=options.write_mode,
         max_columns=min(options.max_columns, MAX_COLUMNS),
         ignore_unknown_values=options.ignore_unknown_values,

@@ -9,14 +9,20 @@ local runner with Pub/Sub reads and processing-time timers.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import tempfile
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import apache_beam as beam
 import orjson
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import (
+    GoogleCloudOptions,
+    PipelineOptions,
+    StandardOptions,
+)
 from apache_beam.runners.runner import PipelineResult, PipelineState
 
 from pipeline.graph import build_graph
@@ -30,6 +36,7 @@ from transforms.naming import DEAD_LETTER_TABLE
 
 LOCAL_BATCH_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
 LOCAL_STREAMING_RUNNER = "BundleBasedDirectRunner"
+_LOCAL_RUNNERS = (LOCAL_BATCH_RUNNER, "DirectRunner", "FnApiRunner")
 _LOG = logging.getLogger(__name__)
 
 
@@ -98,14 +105,35 @@ def _slice_bytes(options: PipelineOptions) -> int:
     """Bytes per slice when this run should be sliced (``pipeline.slicing``), else 0."""
     opentrack = options.view_as(OpenTrackOptions)
     standard = options.view_as(StandardOptions)
-    local = standard.runner in (LOCAL_BATCH_RUNNER, "DirectRunner", "FnApiRunner")
+    local = standard.runner in _LOCAL_RUNNERS
     if standard.streaming or not local or not opentrack.input or opentrack.local_slice_mb <= 0:
         return 0
     return int(opentrack.local_slice_mb * 1_000_000)
 
 
+@contextlib.contextmanager
+def _local_temp_location(argv: Sequence[str]) -> Iterator[list[str]]:
+    """A local batch run's --temp_location: a directory of its own, inside the one given
+    or the machine's temp dir, removed when the run ends however it ends, so no load
+    file outlives it. A ``gs://`` location is kept (each table's files are deleted
+    after its load)."""
+    options = pipeline_options(argv)
+    given = options.view_as(GoogleCloudOptions).temp_location
+    local = options.view_as(StandardOptions).runner in _LOCAL_RUNNERS
+    if not local or (given and given.startswith("gs://")):
+        yield list(argv)
+        return
+    with tempfile.TemporaryDirectory(prefix="opentrack-run-", dir=given or None) as directory:
+        yield [*argv, f"--temp_location={directory}"]
+
+
 def run(argv: Sequence[str]) -> PipelineResult:
     """Run a batch pipeline to the end; a large input on the local runner runs in slices."""
+    with _local_temp_location(argv) as local_argv:
+        return _run_batch(local_argv)
+
+
+def _run_batch(argv: Sequence[str]) -> PipelineResult:
     options = pipeline_options(argv)
     slice_bytes = _slice_bytes(options)
     if slice_bytes:

@@ -49,6 +49,7 @@ class Reason(StrEnum):
     COLUMN_LIMIT = "column_limit"  # the table would pass BigQuery's 10,000 columns
     SCHEMA_MISMATCH = "schema_mismatch"  # a value that cannot go into its column
     WRITE_REJECTED = "write_rejected"  # BigQuery refused the row (its error is kept)
+    LOAD_REJECTED = "load_rejected"  # a load job refused the row (BigQuery's error is kept)
     INTERNAL_ERROR = "internal_error"  # a bug: the event is kept, the error logged
 
 

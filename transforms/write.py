@@ -306,9 +306,17 @@ class DeadLettersToRows(beam.DoFn):
         yield TableRow(dataset, DEAD_LETTER_TABLE, row, DEAD_LETTER_SCHEMA)
 
 
+class DeadLetterNotStored(RuntimeError):
+    """A dead letter could not be stored either: the run must fail (the bundle retries)."""
+
+
 def report_lost(dead_letter: DeadLetter) -> None:
-    """A dead letter that could not be stored either: counted and logged loudly."""
+    """A dead letter that could not be stored: counted, logged, and the run fails, so
+    nothing ends as only a counter and a log line (the bundle retries on Dataflow)."""
     Metrics.counter(METRICS_NAMESPACE, "dead_letters_not_stored").inc()
     _LOG.error(
         "dead letter could not be stored: %s %s", dead_letter.reason, dead_letter.error[:500]
+    )
+    raise DeadLetterNotStored(
+        f"a {dead_letter.reason} dead letter could not be stored: {dead_letter.error[:300]}"
     )

@@ -1,24 +1,25 @@
 """Stage rows in a temporary table, run one MERGE from it, drop it whatever happens.
 
 The one way this product changes existing rows (``users``) or writes
-idempotently (``--write_mode insert_missing_by_id``): DML cannot touch rows
-streamed into a table for ~30 minutes, so rows are streamed into a staging
-table and MERGEd from there.
+idempotently (``--write_mode insert_missing_by_id``). The rows reach the
+staging table by one load job (free, and no streaming buffer), then one MERGE
+moves them into the target.
 """
 
 from __future__ import annotations
 
+import io
 import uuid
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from apache_beam.metrics import Metrics
 from google.cloud import bigquery
 
-from pipeline.warehouse import identifiers
+import orjson
+
+from pipeline.warehouse import identifiers, loads
 from pipeline.warehouse.client import RETRY
 from pipeline.warehouse.schema import to_api
-
-INSERT_CHUNK = 500
 
 
 def merge_through_staging(
@@ -43,17 +44,20 @@ def merge_through_staging(
     calls = Metrics.counter("opentrack", counter)
     # exists_ok: the name is ours alone, so a table already there is this very create,
     # retried after its answer was lost.
-    client.create_table(
+    table = client.create_table(
         bigquery.Table(ref, schema=to_api({c: schema[c] for c in columns})),
         exists_ok=True,
         retry=RETRY,
     )
     try:
-        for start in range(0, len(rows), INSERT_CHUNK):
-            calls.inc()
-            errors = client.insert_rows_json(ref, list(rows[start : start + INSERT_CHUNK]), retry=RETRY)
-            if errors:
-                raise RuntimeError(f"staging rows into {ref} failed: {errors[:3]}")
+        data = b"".join(orjson.dumps(dict(row)) + b"\n" for row in rows)
+        target = table.reference
+        outcome = loads.run_load(
+            client, staging, target, loads.submit_file(client, target, lambda: io.BytesIO(data))
+        )
+        calls.inc(len(outcome.job_ids))
+        if outcome.refused:
+            raise RuntimeError(f"staging rows into {ref} failed: {outcome.errors[:3]}")
         client.query(merge_sql(staging, columns), retry=RETRY).result()
     finally:
         client.delete_table(ref, not_found_ok=True, retry=RETRY)

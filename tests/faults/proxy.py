@@ -38,6 +38,8 @@ INSERT_ALL = r"/tables/[^/?]+/insertAll"
 TABLE_METADATA = r"/datasets/[^/?]+/tables(/[^/?]+)?(\?|$)"  # get/create/patch/list tables
 DATASET_METADATA = r"/datasets(/[^/?]+)?(\?|$)"
 QUERIES = r"/(queries|jobs)"
+# Load jobs: the upload that starts one (resumable: POST, then PUT) and the polls of it.
+LOAD_JOBS = r"/upload/bigquery/v2/projects/[^/]+/jobs|/jobs/opentrack_load_"
 
 _HOP_BY_HOP = {
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",

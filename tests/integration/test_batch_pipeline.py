@@ -219,9 +219,23 @@ def manual_dataset(bq_client: bigquery.Client) -> str:
     return dataset
 
 
-@pytest.mark.parametrize("switch", ["option", "environment"])
+@pytest.mark.parametrize(
+    ("switch", "method", "reason"),
+    [
+        ("option", "FILE_LOADS", "load_rejected"),
+        ("environment", "FILE_LOADS", "load_rejected"),
+        ("option", "STREAMING_INSERTS", "write_rejected"),
+    ],
+)
 def test_manual_mode_changes_nothing_and_dead_letters_carry_bigquerys_error(
-    local_stack, bq_client, manual_dataset: str, tmp_path: Path, monkeypatch, switch: str
+    local_stack,
+    bq_client,
+    manual_dataset: str,
+    tmp_path: Path,
+    monkeypatch,
+    switch: str,
+    method: str,
+    reason: str,
 ) -> None:
     events = [
         {"type": "page", "anonymousId": "a", "messageId": "fits", "name": "Home",
@@ -232,10 +246,10 @@ def test_manual_mode_changes_nothing_and_dead_letters_carry_bigquerys_error(
     ]
     path = tmp_path / "manual.jsonl"
     path.write_bytes(b"\n".join(orjson.dumps(e) for e in events))
-    extra = ["--auto_table_management=false"]
+    extra = [f"--write_method={method}", "--auto_table_management=false"]
     if switch == "environment":
         monkeypatch.setenv("BIGQUERY_AUTO_TABLE_MANAGEMENT", "false")
-        extra = []
+        extra = extra[:1]
     tables_before = {t.table_id for t in bq_client.list_tables(manual_dataset)}
     schema_before = bq_client.get_table(f"{bq_client.project}.{manual_dataset}.pages").schema
 
@@ -254,7 +268,7 @@ def test_manual_mode_changes_nothing_and_dead_letters_carry_bigquerys_error(
         )
     }
     assert set(dead) == {"new-column", "no-table"}
-    assert all(d["stage"] == "write" and d["reason"] == "write_rejected" for d in dead.values())
+    assert all(d["stage"] == "write" and d["reason"] == reason for d in dead.values())
     assert "no such field" in dead["new-column"]["error"].lower()
     assert "not found" in dead["no-table"]["error"].lower()
 

@@ -24,7 +24,7 @@ from google.cloud import bigquery
 from bench.corpus import generate
 from pipeline import localstack
 from pipeline.run import counters, run, start
-from tests.faults.proxy import INSERT_ALL, TABLE_METADATA, FaultPlan, FaultProxy
+from tests.faults.proxy import INSERT_ALL, LOAD_JOBS, TABLE_METADATA, FaultPlan, FaultProxy
 from tests.integration.test_batch_pipeline import (
     SECONDARY,
     expected_from_model,
@@ -178,7 +178,44 @@ def test_faults_on_insert_all_only(local_stack, bq_client, corpus) -> None:
         path_filter=INSERT_ALL,
         skip_first=0,
     )
-    run_faulted(local_stack, bq_client, corpus, plan, "Faults Inserts", 2)
+    run_faulted(
+        local_stack, bq_client, corpus, plan, "Faults Inserts", 2,
+        "--write_method=STREAMING_INSERTS",
+    )  # fmt: skip
+
+
+def base_duplicates(bq_client: bigquery.Client, source: str) -> dict[str, int]:
+    dataset, project = dataset_name(source), bq_client.project
+    found = {}
+    for table in table_counts(bq_client, dataset):
+        row = query(
+            bq_client,
+            f"SELECT COUNT(DISTINCT id) AS ids, COUNT(*) AS n FROM `{project}.{dataset}.{table}`",
+        )[0]
+        if row["ids"] != row["n"]:
+            found[table] = row["n"] - row["ids"]
+    return found
+
+
+def test_faults_on_load_jobs_lose_nothing_and_never_load_twice(
+    local_stack, bq_client, corpus
+) -> None:
+    """5xx and resets on the upload that starts a load job and on its polls, and answers
+    lost after BigQuery started the job: the job is found again by its id, never re-run."""
+    plan = FaultPlan(
+        seed=3,
+        rates={"500": 0.1, "503": 0.1, "reset": 0.1, "lost": 0.15},
+        path_filter=LOAD_JOBS,
+        skip_first=0,
+    )
+    path, lines = corpus
+    source = source_name("Faults Loads")
+    with FaultProxy(local_stack.bigquery_endpoint, plan) as proxy:
+        result = run_through(proxy, local_stack, path, source, "--write_method=FILE_LOADS")
+    print(report(proxy), counters(result))
+    assert proxy.faults["lost"] >= 1 and sum(proxy.faults.values()) >= 4, report(proxy)
+    check_every_event_once(bq_client, lines, source)
+    assert base_duplicates(bq_client, source) == {}, "a load ran twice"
 
 
 def test_lost_answers_and_client_timeouts_lose_and_duplicate_nothing(
@@ -194,8 +231,9 @@ def test_lost_answers_and_client_timeouts_lose_and_duplicate_nothing(
         delay_seconds=4.5,
     )
     proxy = run_faulted(
-        local_stack, bq_client, corpus, plan, "Faults Lost", 3, "--request_timeout_seconds=3"
-    )
+        local_stack, bq_client, corpus, plan, "Faults Lost", 3, "--request_timeout_seconds=3",
+        "--write_method=STREAMING_INSERTS",
+    )  # fmt: skip
     assert proxy.faults["lost"] >= 2 and proxy.faults["delay"] >= 1, report(proxy)
 
 
@@ -231,7 +269,7 @@ def test_emulator_restart_mid_run_loses_nothing(
 
             restarter = threading.Thread(target=restart_after_first_inserts, daemon=True)
             restarter.start()
-            result = run_through(proxy, stack, path, source)
+            result = run_through(proxy, stack, path, source, "--write_method=STREAMING_INSERTS")
             restarter.join(timeout=120)
         print(report(proxy), counters(result))
         assert not errors, errors

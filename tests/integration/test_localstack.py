@@ -93,6 +93,44 @@ def test_storage_round_trips_an_object(gcs_client: storage.Client) -> None:
         bucket.delete(force=True)
 
 
+def test_bigquery_loads_gcs_files_by_wildcard(
+    bq_client: bigquery.Client, gcs_client: storage.Client
+) -> None:
+    """A load job reads what was uploaded to the GCS emulator: same files, one root."""
+    bucket = gcs_client.create_bucket(_unique("it-load").replace("_", "-"))
+    dataset = _unique("it_load")
+    try:
+        bucket.blob("events/part-0.jsonl").upload_from_string(
+            b'{"id":"e-1","n":1}\n{"id":"e-2","n":2}\n', content_type="application/x-ndjson"
+        )
+        bucket.blob("events/part-1.jsonl").upload_from_string(
+            b'{"id":"e-3","n":3}\n', content_type="application/x-ndjson"
+        )
+        bucket.blob("events/notes.txt").upload_from_string(b"not matched by the wildcard\n")
+        bucket.blob("other/part-0.jsonl").upload_from_string(b'{"id":"x-1","n":9}\n')
+        schema = [bigquery.SchemaField("id", "STRING"), bigquery.SchemaField("n", "INTEGER")]
+        bq_client.create_dataset(dataset)
+        table = bq_client.create_table(
+            bigquery.Table(f"{bq_client.project}.{dataset}.events", schema=schema)
+        )
+        job = bq_client.load_table_from_uri(
+            f"gs://{bucket.name}/events/*.jsonl",
+            table,
+            job_config=bigquery.LoadJobConfig(
+                source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
+                write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
+                schema=schema,
+            ),
+        )
+        job.result(timeout=30)
+        query = f"SELECT id, n FROM `{table.project}.{dataset}.events` ORDER BY id"
+        rows = [(row.id, row.n) for row in bq_client.query(query).result()]
+        assert rows == [("e-1", 1), ("e-2", 2), ("e-3", 3)]
+    finally:
+        bq_client.delete_dataset(dataset, delete_contents=True, not_found_ok=True)
+        bucket.delete(force=True)
+
+
 def _pull(
     subscriber: pubsub_v1.SubscriberClient, subscription: str, count: int
 ) -> list[pubsub_v1.types.ReceivedMessage]:

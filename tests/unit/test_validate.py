@@ -262,6 +262,7 @@ def test_every_validation_reason_is_covered() -> None:
         Reason.COLUMN_LIMIT,
         Reason.SCHEMA_MISMATCH,
         Reason.WRITE_REJECTED,
+        Reason.LOAD_REJECTED,
     }
     assert covered == set(Reason) - not_validate_reasons
 
