@@ -29,6 +29,7 @@ from transforms.write import (
     DeadLettersToRows,
     InsertMissingById,
     MergeUsers,
+    OneDeadLetterPerEvent,
     WriteRows,
     rejected_row_dead_letter,
     report_lost,
@@ -114,6 +115,7 @@ def write_to_bigquery(
     late_dead = (
         (misfits, rejected)
         | "LateDeadLetters" >> beam.Flatten()
+        | "OneDeadLetterPerEvent" >> OneDeadLetterPerEvent()
         | "LateDeadLettersToRows" >> beam.ParDo(DeadLettersToRows(default_source, clock))
     )
     if warehouse.write_mode == "insert_missing_by_id":

@@ -136,6 +136,7 @@ def rows_for(
             loaded_at=loaded_at,
             naming=config.naming,
             dropped=dropped,
+            payload=routed.payload,
         )
     except Exception as error:  # noqa: BLE001 - a bug must not lose the event
         rejection = _as_rejection(error)

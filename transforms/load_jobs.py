@@ -1,7 +1,9 @@
 """Batch writes through BigQuery load jobs (``--write_method=FILE_LOADS``).
 
 Rows are written, per destination table and shard, as newline-delimited JSON files
-under a directory of this run in the temp location (``gs://`` or local), then each
+under a directory of this run in the temp location (``gs://`` or local), each with a
+sidecar of the events the rows came from (line for line: a refused row's dead letter
+holds its event, so replay can re-feed it), then each
 table is loaded by one job from all its files (``pipeline.warehouse.loads``: why not
 Beam's FILE_LOADS, deterministic job ids, retries). A table's files are deleted once
 its load is done, whatever its outcome. BigQuery's rules are enforced here, not left
@@ -59,12 +61,29 @@ def shard_of(row: dict[str, Any], shards: int) -> int:
     return zlib.crc32(str(row.get("id")).encode()) % shards
 
 
-def refused_dead_letter(dataset: str, table: str, row: dict[str, Any], error: str) -> DeadLetter:
-    """A row BigQuery refused in a load, as a dead letter with BigQuery's error."""
+def events_path(path: str) -> str:
+    """The sidecar of a load file: the event of each of its rows, as JSON text, line for line."""
+    return f"{path}.events"
+
+
+def event_line(event: bytes | dict[str, Any] | None) -> bytes:
+    """One sidecar line: the event as a JSON string (null for a row that is no event's)."""
+    if isinstance(event, bytes):
+        event = event.decode("utf-8", "backslashreplace")
+    elif isinstance(event, dict):
+        event = orjson.dumps(event).decode()
+    return orjson.dumps(event) + b"\n"
+
+
+def refused_dead_letter(
+    dataset: str, table: str, row: dict[str, Any], error: str, event: Any = None
+) -> DeadLetter:
+    """A row BigQuery refused in a load, as a dead letter with BigQuery's error, holding the
+    event the row came from (the row itself when it is no event's)."""
     return make_dead_letter(
         Stage.WRITE,
         EventRejected(Reason.LOAD_REJECTED, f"{dataset}.{table}: {error}"),
-        orjson.dumps(row),
+        event if event is not None else orjson.dumps(row),
         source=dataset,
         received_at=row.get("received_at"),
         message_id=row.get("id"),
@@ -114,34 +133,40 @@ class WriteLoadFilesFn(_Client):
 
     def process(
         self,
-        element: tuple[tuple[str, str, int], Iterable[dict[str, Any]]],
+        element: tuple[tuple[str, str, int], Iterable[tuple[dict[str, Any], Any]]],
         schemas: Mapping[Any, Any],
     ) -> Iterator[Any]:
         (dataset, table, shard), rows = element
         columns = self.columns(dataset, table, schemas)
         if columns is None:  # what BigQuery answers, for each row
             missing = f"Not found: Table {self._config.project}:{dataset}.{table}"
-            for row in rows:
-                yield TaggedOutput(REFUSED, refused_dead_letter(dataset, table, row, missing))
+            for row, event in rows:
+                dead = refused_dead_letter(dataset, table, row, missing, event)
+                yield TaggedOutput(REFUSED, dead)
             return
         path = FileSystems.join(self._directory, f"{dataset}.{table}.{shard:05d}.jsonl")
         written = 0
-        with FileSystems.create(path, mime_type="application/json") as handle:
-            for row in rows:
+        with (
+            FileSystems.create(path, mime_type="application/json") as handle,
+            FileSystems.create(events_path(path), mime_type="application/json") as events,
+        ):
+            for row, event in rows:
                 unknown = [name for name in row if name not in columns]
                 if unknown and not self._config.ignore_unknown_values:
                     error = f"no such field: {', '.join(unknown[:5])} (the table lacks it)"
-                    yield TaggedOutput(REFUSED, refused_dead_letter(dataset, table, row, error))
+                    dead = refused_dead_letter(dataset, table, row, error, event)
+                    yield TaggedOutput(REFUSED, dead)
                     continue
                 if unknown:
                     self._dropped.inc(len(unknown))
                     row = {name: value for name, value in row.items() if name in columns}
                 handle.write(orjson.dumps(row) + b"\n")
+                events.write(event_line(event))
                 written += 1
         if written:
             yield (dataset, table), LoadFile(path, written)
         else:
-            FileSystems.delete([path])
+            FileSystems.delete([path, events_path(path)])
 
 
 def _concatenated(paths: list[str], directory: str) -> str:
@@ -156,11 +181,15 @@ def _concatenated(paths: list[str], directory: str) -> str:
     return combined
 
 
-def _rows_of(paths: Iterable[str]) -> Iterator[dict[str, Any]]:
+def _rows_of(paths: Iterable[str]) -> Iterator[tuple[dict[str, Any], str | None]]:
+    """The rows of load files with their events (from the sidecars), in file order."""
     for path in paths:
-        with FileSystems.open(path, mime_type="application/json") as handle:
-            for line in handle:
-                yield orjson.loads(line)
+        with (
+            FileSystems.open(path, mime_type="application/json") as handle,
+            FileSystems.open(events_path(path), mime_type="application/json") as events,
+        ):
+            for line, event in zip(handle, events):
+                yield orjson.loads(line), orjson.loads(event)
 
 
 class LoadTablesFn(_Client):
@@ -196,7 +225,7 @@ class LoadTablesFn(_Client):
         finally:
             if source is not None and source not in paths:
                 os.remove(source)
-        FileSystems.delete(paths)
+        FileSystems.delete([*paths, *(events_path(path) for path in paths)])
         if local:
             try:
                 os.rmdir(self._directory)  # the last table of the run removes it
@@ -207,9 +236,9 @@ class LoadTablesFn(_Client):
         self, dataset: str, table_name: str, table: Any, paths: list[str], outcome: Any
     ) -> Iterator[DeadLetter]:
         load_error = f"load job {outcome.job_ids[-1]} refused: {outcome.errors[0]}"
-        chunk: list[dict[str, Any]] = []
-        for row in _rows_of(paths):
-            chunk.append(row)
+        chunk: list[tuple[dict[str, Any], str | None]] = []
+        for row_and_event in _rows_of(paths):
+            chunk.append(row_and_event)
             if len(chunk) == loads.INSERT_CHUNK:
                 yield from self._insert(dataset, table_name, table, chunk, load_error)
                 chunk = []
@@ -217,11 +246,18 @@ class LoadTablesFn(_Client):
             yield from self._insert(dataset, table_name, table, chunk, load_error)
 
     def _insert(
-        self, dataset: str, table_name: str, table: Any, chunk: list[dict[str, Any]], why: str
+        self,
+        dataset: str,
+        table_name: str,
+        table: Any,
+        chunk: list[tuple[dict[str, Any], str | None]],
+        why: str,
     ) -> Iterator[DeadLetter]:
         self._row_level.inc(len(chunk))
-        for index, error in loads.insert_reporting(self._client, table, chunk).items():
-            yield refused_dead_letter(dataset, table_name, chunk[index], f"{error} ({why})")
+        rows = [row for row, _ in chunk]
+        for index, error in loads.insert_reporting(self._client, table, rows).items():
+            row, event = chunk[index]
+            yield refused_dead_letter(dataset, table_name, row, f"{error} ({why})", event)
 
 
 def _open_binary(path: str) -> BinaryIO:
@@ -248,7 +284,7 @@ class LoadRows(beam.PTransform):
         written = (
             rows
             | "KeyByTableShard"
-            >> beam.Map(lambda r: ((r.dataset, r.table, shard_of(r.row, shards)), r.row))
+            >> beam.Map(lambda r: ((r.dataset, r.table, shard_of(r.row, shards)), (r.row, r.event)))
             | "RowsPerTableShard" >> beam.GroupByKey()
             | "WriteLoadFiles"
             >> beam.ParDo(

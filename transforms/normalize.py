@@ -105,6 +105,10 @@ class TableRow(NamedTuple):
     table: str
     row: dict[str, Any]
     schema: dict[str, str]
+    # The event as received, for a dead letter made after normalization (schema step,
+    # write, load): replay re-feeds the event, never the flattened row. None for rows
+    # that are not an event's (dead letters, users).
+    event: bytes | dict[str, Any] | None = None
 
 
 _table_row = builder(TableRow)
@@ -255,10 +259,12 @@ def normalize_event(
     loaded_at: str,
     naming: NamingConvention,
     dropped: list[str] | None = None,
+    payload: bytes | dict[str, Any] | None = None,
 ) -> list[TableRow]:
     """The rows one event becomes. ``received_at`` is the pipeline's receive time,
     used when the payload has no ``receivedAt``; ``loaded_at`` is the canonical
-    load time written to ``uuid_ts`` and ``loaded_at``."""
+    load time written to ``uuid_ts`` and ``loaded_at``; ``payload``, the event as
+    received, rides along with every row but ``users``'."""
     event = valid.event
     base, base_schema = _common(valid, received_at, loaded_at, naming)
     call = valid.type
@@ -273,15 +279,15 @@ def normalize_event(
             base, base_schema, event.get("properties"), "properties", TRACK_RESERVED, naming, dropped
         )
         return [
-            _table_row((dataset, table, row, schema)),
-            _table_row((dataset, "tracks", base, base_schema)),
+            _table_row((dataset, table, row, schema, payload)),
+            _table_row((dataset, "tracks", base, base_schema, payload)),
         ]
 
     if call == "identify":
         row, schema = _with_fields(
             base, base_schema, event.get("traits"), "traits", COMMON_COLUMNS, naming, dropped
         )
-        rows = [_table_row((dataset, "identifies", row, schema))]
+        rows = [_table_row((dataset, "identifies", row, schema, payload))]
         if valid.user_id is not None:
             users_row = {"id": valid.user_id}
             users_schema = {"id": STRING}
@@ -292,7 +298,7 @@ def normalize_event(
                 if column not in base:
                     users_row[column] = value
                     users_schema[column] = schema[column]
-            rows.append(_table_row((dataset, "users", users_row, users_schema)))
+            rows.append(_table_row((dataset, "users", users_row, users_schema, None)))
         return rows
 
     if call in ("page", "screen"):
@@ -309,7 +315,8 @@ def normalize_event(
         row, schema = _with_fields(
             base, base_schema, properties, "properties", PAGE_RESERVED, naming, dropped
         )
-        return [_table_row((dataset, "pages" if call == "page" else "screens", row, schema))]
+        table = "pages" if call == "page" else "screens"
+        return [_table_row((dataset, table, row, schema, payload))]
 
     if call == "group":
         base["group_id"] = str(event["groupId"])
@@ -317,9 +324,9 @@ def normalize_event(
         row, schema = _with_fields(
             base, base_schema, event.get("traits"), "traits", GROUP_RESERVED, naming, dropped
         )
-        return [_table_row((dataset, "groups", row, schema))]
+        return [_table_row((dataset, "groups", row, schema, payload))]
 
     # alias
     base["previous_id"] = str(event["previousId"])
     base_schema["previous_id"] = STRING
-    return [_table_row((dataset, "aliases", base, base_schema))]
+    return [_table_row((dataset, "aliases", base, base_schema, payload))]

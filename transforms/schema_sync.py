@@ -72,10 +72,12 @@ class ApplySchemas(beam.DoFn):
 
 
 def misfit_dead_letter(row: TableRow, reason: Reason, detail: str) -> DeadLetter:
+    """The event of a row that does not fit its table (the row itself when it is not an
+    event's), with the table and why."""
     return make_dead_letter(
         Stage.SCHEMA,
         EventRejected(reason, f"{row.dataset}.{row.table}: {detail}"),
-        orjson.dumps(row.row),
+        row.event if row.event is not None else orjson.dumps(row.row),
         source=row.dataset,
         received_at=row.row.get("received_at"),
         message_id=row.row.get("id") if row.table != "users" else None,
@@ -94,7 +96,7 @@ def fit_to_table(
         fitted = fit_row(row.row, row.schema, table_schema)
     except RowMisfit as misfit:
         return misfit_dead_letter(row, Reason.SCHEMA_MISMATCH, str(misfit))
-    return TableRow(row.dataset, row.table, fitted, row.schema)
+    return TableRow(row.dataset, row.table, fitted, row.schema, row.event)
 
 
 class FitRows(beam.DoFn):

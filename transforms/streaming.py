@@ -150,7 +150,7 @@ class RouteBySchema(beam.DoFn):
                     pass
                 else:
                     self._direct.inc()
-                    yield TableRow(row.dataset, row.table, fitted, row.schema)
+                    yield TableRow(row.dataset, row.table, fitted, row.schema, row.event)
                     return
         self._mutated.inc()
         yield TaggedOutput(MUTATE, (f"{row.dataset}.{row.table}", row))

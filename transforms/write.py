@@ -45,20 +45,24 @@ _LOG = logging.getLogger(__name__)
 
 
 class DestinedRow(dict):
-    """A row (the dict BigQuery receives) with its ``project:dataset.table``."""
+    """A row (the dict BigQuery receives) with its ``project:dataset.table`` and the event
+    it came from (for the dead letter if BigQuery refuses it; never sent)."""
 
-    __slots__ = ("table_spec",)
+    __slots__ = ("table_spec", "event")
 
-    def __init__(self, row: dict[str, Any], table_spec: str) -> None:
+    def __init__(
+        self, row: dict[str, Any], table_spec: str, event: bytes | dict[str, Any] | None = None
+    ) -> None:
         super().__init__(row)
         self.table_spec = table_spec
+        self.event = event
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return DestinedRow, (dict(self), self.table_spec)
+        return DestinedRow, (dict(self), self.table_spec, self.event)
 
 
 def to_destined(row: TableRow, project: str) -> DestinedRow:
-    return DestinedRow(row.row, f"{project}:{row.dataset}.{row.table}")
+    return DestinedRow(row.row, f"{project}:{row.dataset}.{row.table}", row.event)
 
 
 def destination_of(row: DestinedRow) -> str:
@@ -74,8 +78,10 @@ def _dataset_and_table(destination: Any) -> tuple[str, str]:
 
 
 def rejected_row_dead_letter(failure: tuple[Any, dict[str, Any], list[Any]]) -> DeadLetter:
-    """A row BigQuery refused, as a dead letter with BigQuery's own error."""
+    """A row BigQuery refused, as a dead letter with BigQuery's own error, holding the
+    event the row came from (the row itself when it is not an event's)."""
     destination, row, errors = failure
+    event = getattr(row, "event", None)
     dataset, table = _dataset_and_table(destination)
     detail = "; ".join(
         f"{e.get('reason', '')}: {e.get('message', '')}".strip(": ")
@@ -86,7 +92,7 @@ def rejected_row_dead_letter(failure: tuple[Any, dict[str, Any], list[Any]]) -> 
     return make_dead_letter(
         Stage.WRITE,
         EventRejected(Reason.WRITE_REJECTED, f"{dataset}.{table}: {detail}"),
-        orjson.dumps(dict(row)),
+        event if event is not None else orjson.dumps(dict(row)),
         source=dataset,
         received_at=row.get("received_at"),
         message_id=row.get("id") if table != "users" else None,
@@ -97,7 +103,7 @@ def failure_to_row(failure: tuple[Any, dict[str, Any], list[Any]]) -> TableRow:
     """A refused row as a TableRow again (for a retry); its schema is not needed."""
     destination, row, _errors = failure
     dataset, table = _dataset_and_table(destination)
-    return TableRow(dataset, table, dict(row), {})
+    return TableRow(dataset, table, dict(row), {}, getattr(row, "event", None))
 
 
 # Beam spreads streaming inserts over random keys, 500 per table by default, for
@@ -304,6 +310,27 @@ class DeadLettersToRows(beam.DoFn):
         dataset = dead_letter_dataset(dead_letter.source, self._default_source)
         row = dead_letter_row(dead_letter, format_timestamp(self._clock()))
         yield TableRow(dataset, DEAD_LETTER_TABLE, row, DEAD_LETTER_SCHEMA)
+
+
+def merged_dead_letter(dead_letters: Iterable[DeadLetter]) -> DeadLetter:
+    """Several dead letters of one event (rows of several tables refused) as one: the first
+    by (stage, reason, error), holding every distinct error."""
+    ordered = sorted(dead_letters, key=lambda d: (d.stage, d.reason, d.error))
+    errors = list(dict.fromkeys(d.error for d in ordered))
+    return ordered[0]._replace(error="; ".join(errors)) if len(errors) > 1 else ordered[0]
+
+
+class OneDeadLetterPerEvent(beam.PTransform):
+    """Late dead letters (schema step, writes, loads) -> one per event, so an event whose
+    rows several tables refused is replayed once (batch graphs)."""
+
+    def expand(self, dead_letters: PCollection) -> PCollection:
+        return (
+            dead_letters
+            | "KeyByEvent" >> beam.Map(lambda d: ((d.source, d.payload), d))
+            | "DeadLettersOfEvent" >> beam.GroupByKey()
+            | "MergeDeadLettersOfEvent" >> beam.Map(lambda kv: merged_dead_letter(kv[1]))
+        )
 
 
 class DeadLetterNotStored(RuntimeError):

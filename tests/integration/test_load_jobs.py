@@ -145,3 +145,23 @@ def test_a_dead_letter_that_cannot_be_stored_fails_the_run(
 
     with pytest.raises(Exception, match="dead letter could not be stored"):
         run_pipeline(local_stack, path, dataset, "--auto_table_management=false")
+
+
+def test_loads_from_a_gcs_temp_location_and_deletes_its_files(
+    local_stack, bq_client, gcs_client, tmp_path: Path
+) -> None:
+    bucket = gcs_client.create_bucket(dataset_name(source_name("loads temp")).replace("_", "-")[:60])
+    path = tmp_path / "pages.jsonl"
+    path.write_bytes(b"\n".join(page(f"gcs-{n}", seats=n) for n in range(5)))
+    source = source_name("Loads Gcs")
+
+    seen = counters(
+        run_pipeline(
+            local_stack, path, source, "--write_method=FILE_LOADS",
+            f"--temp_location=gs://{bucket.name}/tmp",
+        )
+    )  # fmt: skip
+
+    assert seen["bigquery_load_jobs"] == 1
+    assert table_counts(bq_client, dataset_name(source))["pages"] == 5
+    assert [blob.name for blob in bucket.list_blobs()] == [], "load files left in the bucket"

@@ -50,7 +50,9 @@ def test_fit_rows_coerces_to_the_final_schema_and_dead_letters_misfits() -> None
         (("shop", "orders"), ({"id": "STRING", "total": "FLOAT", "paid": "STRING"}, {})),
         (("shop", "wide"), ({"id": "STRING"}, {"c9999": "over the 10000-column limit"})),
     ]
+    event = b'{"type":"track","event":"Orders","messageId":"7","properties":{"total":"many"}}'
     misfit = _row("orders", {"id": "7", "total": "many"}, {"id": "STRING", "total": "STRING"})
+    misfit = misfit._replace(event=event)
     with make_test_pipeline() as pipeline:
         schemas = pipeline | "Schemas" >> beam.Create(final)
         fitted = (
@@ -73,9 +75,14 @@ def test_fit_rows_coerces_to_the_final_schema_and_dead_letters_misfits() -> None
         )
         assert_that(
             fitted[DEAD_LETTERS]
-            | "Reasons" >> beam.Map(lambda d: (d.stage, d.reason, d.message_id)),
+            | "Reasons" >> beam.Map(lambda d: (d.stage, d.reason, d.message_id, d.payload)),
             equal_to(
-                [("schema", "column_limit", "5"), ("schema", "schema_mismatch", "7")]
+                [
+                    # a row without its event (not an event's) keeps the row
+                    ("schema", "column_limit", "5", '{"id":"5","c9999":"x"}'),
+                    # an event's row: the event as received, so replay re-feeds it
+                    ("schema", "schema_mismatch", "7", event.decode()),
+                ]
             ),
             label="dead_letters",
         )
