@@ -147,6 +147,7 @@ def environment(stack: LocalStack) -> dict[str, str]:
     variables = {
         "STORAGE_EMULATOR_HOST": stack.storage_endpoint,
         "OPENTRACK_BIGQUERY_ENDPOINT": stack.bigquery_endpoint,
+        "OPENTRACK_BIGQUERY_STORAGE_ENDPOINT": stack.bigquery_grpc_endpoint,
         "GOOGLE_APPLICATION_CREDENTIALS": str(local_credentials_file()),
     }
     if stack.pubsub_endpoint:

@@ -68,11 +68,14 @@ def events_path(path: str) -> str:
 
 def event_line(event: bytes | dict[str, Any] | None) -> bytes:
     """One sidecar line: the event as a JSON string (null for a row that is no event's)."""
+    text: str | None
     if isinstance(event, bytes):
-        event = event.decode("utf-8", "backslashreplace")
+        text = event.decode("utf-8", "backslashreplace")
     elif isinstance(event, dict):
-        event = orjson.dumps(event).decode()
-    return orjson.dumps(event) + b"\n"
+        text = orjson.dumps(event).decode()
+    else:
+        text = event
+    return orjson.dumps(text) + b"\n"
 
 
 def refused_dead_letter(

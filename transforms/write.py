@@ -39,6 +39,7 @@ from transforms.event_model import METRICS_NAMESPACE, Clock
 from transforms.local_runner import on_local_streaming_runner
 from transforms.naming import DEAD_LETTER_TABLE
 from transforms.normalize import TableRow
+from transforms.storage_write import StorageWriteRows
 from transforms.timestamps import format_timestamp
 
 _LOG = logging.getLogger(__name__)
@@ -130,6 +131,12 @@ class WriteRows(beam.PTransform):
 
     def expand(self, rows: PCollection) -> PCollection:
         config = self._config
+        if config.write_method == "STORAGE_WRITE_API":
+            return (
+                rows
+                | "ToDestinedRows" >> beam.Map(to_destined, config.project)
+                | "StorageWrite" >> StorageWriteRows(config)
+            )
         client = (
             EndpointBigQueryClient(config.project, config.endpoint, config.request_timeout)
             if config.endpoint

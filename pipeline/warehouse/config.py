@@ -15,6 +15,7 @@ from pipeline.warehouse.schema import MAX_COLUMNS
 class WarehouseConfig:
     project: str
     endpoint: str | None = None
+    storage_endpoint: str | None = None  # Storage Write API host:port (gRPC)
     auto_table_management: bool = True
     settings: TableSettings = field(default_factory=TableSettings)
     cache_ttl: float = 300.0

@@ -196,6 +196,7 @@ def test_environment_names_every_endpoint_and_local_credentials(
     assert variables == {
         "STORAGE_EMULATOR_HOST": local_stack.storage_endpoint,
         "OPENTRACK_BIGQUERY_ENDPOINT": local_stack.bigquery_endpoint,
+        "OPENTRACK_BIGQUERY_STORAGE_ENDPOINT": local_stack.bigquery_grpc_endpoint,
         "PUBSUB_EMULATOR_HOST": pubsub_emulator,
     }
     assert os.environ["STORAGE_EMULATOR_HOST"].startswith("http://127.0.0.1:")

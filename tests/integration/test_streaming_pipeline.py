@@ -17,6 +17,7 @@ from collections import defaultdict
 from datetime import datetime, timezone
 
 import orjson
+import pytest
 from google.cloud import bigquery
 
 from pipeline.run import start
@@ -79,8 +80,9 @@ def wait_for(condition, what: str, timeout: float = TIMEOUT_S) -> None:  # noqa:
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+@pytest.mark.parametrize("method", ["STREAMING_INSERTS", "STORAGE_WRITE_API"])
 def test_streaming_burst_loads_every_message_once_across_schema_changes(
-    local_stack, bq_client, pubsub_publisher, pubsub_subscriber
+    local_stack, bq_client, pubsub_publisher, pubsub_subscriber, method: str
 ) -> None:
     suffix = uuid.uuid4().hex[:6]
     web, app = f"Web {suffix}", f"App {suffix}"
@@ -100,6 +102,8 @@ def test_streaming_burst_loads_every_message_once_across_schema_changes(
             f"--subscription={subscription}",
             f"--bigquery_project={local_stack.project}",
             f"--bigquery_endpoint={local_stack.bigquery_endpoint}",
+            f"--bigquery_storage_endpoint={local_stack.bigquery_grpc_endpoint}",
+            f"--write_method={method}",
             f"--source_name={DEFAULT_SOURCE}",
             "--schema_cache_ttl_seconds=5",
             "--users_merge_interval_seconds=2",

@@ -135,6 +135,10 @@ EXAMPLES: dict[str, tuple[list[str], list[str]]] = {
         ["http://127.0.0.1:9050", "https://bigquery.googleapis.com/"],
         ["127.0.0.1:9050", "ftp://host", "http://", ""],
     ),
+    "bigquery_storage_endpoint": (
+        ["127.0.0.1:9060", "bigquerystorage.googleapis.com:443"],
+        ["http://127.0.0.1:9060", "127.0.0.1", "host:port", ""],
+    ),
     "auto_table_management": (["true", "false"], ["on", ""]),
     "location": (
         ["US", "EU", "us", "europe-west1", "northamerica-northeast1"],
@@ -155,8 +159,8 @@ EXAMPLES: dict[str, tuple[list[str], list[str]]] = {
     "local_slice_mb": (["128", "0", "0.5"], ["-1", "1g", ""]),
     "request_timeout_seconds": (["60", "2.5", "0.5"], ["0", "0.0", "-1", "1m", ""]),
     "write_method": (
-        ["STREAMING_INSERTS", "FILE_LOADS"],
-        ["streaming_inserts", "STORAGE_WRITE_API", ""],
+        ["STREAMING_INSERTS", "FILE_LOADS", "STORAGE_WRITE_API"],
+        ["streaming_inserts", "storage_write_api", ""],
     ),
     "write_mode": (["append", "insert_missing_by_id"], ["APPEND", "upsert", ""]),
     "ignore_unknown_values": (["true", "false"], ["True", ""]),
