@@ -10,7 +10,7 @@ process, so process start is included. For each it prints:
 
 - wall time and events/s, and the ratio to the dry run's events/s;
 - CPU seconds of the pipeline process and of the emulator over the run;
-- load jobs (and per table), insert requests, users MERGE calls;
+- load jobs (and per table), insert requests, Storage Write append requests;
 - whether the tables hold exactly what preview predicted (distinct ids per table,
   one users row per user, the dead letters);
 - then each method once more into the dataset it made ("tables exist"): the steady
@@ -140,6 +140,7 @@ def command(method: str, corpus: Path, stack: localstack.LocalStack, scratch: Pa
         *base, f"--bigquery_project={stack.project}",
         f"--bigquery_endpoint={stack.bigquery_endpoint}",
         f"--source_name=Bench {method}", f"--write_method={method}",
+        f"--bigquery_storage_endpoint={stack.bigquery_grpc_endpoint}",
     ]  # fmt: skip
 
 
@@ -193,7 +194,8 @@ def report(runs: list[Run], events: int) -> None:
     dry = next((r for r in runs if r.method == DRY_RUN), None)
     print(f"\n{events} events (+2 % bad lines, +1 % replays), one process per run:\n")
     header = ("method", "wall s", "events/s", "x dry run", "pipeline CPU s", "emulator CPU s",
-              "load jobs (per table)", "insert requests", "_check_row_size")  # fmt: skip
+              "load jobs (per table)", "insert requests", "append requests",
+              "_check_row_size")  # fmt: skip
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for run in runs:
@@ -202,8 +204,10 @@ def report(runs: list[Run], events: int) -> None:
         jobs, tables = run.counters.get("bigquery_load_jobs", 0), run.counters.get("load_tables", 0)
         per_table = f"{jobs} ({jobs / tables:.1f})" if tables else str(jobs)
         inserts = str(run.counters.get("bigquery_insert_requests", 0))
+        appends = str(run.counters.get("storage_write_append_requests", 0))
         cells = (run.method, f"{run.seconds:.1f}", f"{rate:,.0f}", ratio, f"{run.pipeline_cpu:.1f}",
-                 f"{run.emulator_cpu:.1f}", per_table, inserts, run.check_row_size)  # fmt: skip
+                 f"{run.emulator_cpu:.1f}", per_table, inserts, appends,
+                 run.check_row_size)  # fmt: skip
         print("| " + " | ".join(cells) + " |")
     print()
     for run in runs:
@@ -215,7 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=10_000, help="events in the corpus")
     parser.add_argument(
-        "--methods", default="FILE_LOADS,STREAMING_INSERTS", help="comma-separated write methods"
+        "--methods",
+        default="FILE_LOADS,STREAMING_INSERTS,STORAGE_WRITE_API",
+        help="comma-separated write methods",
     )
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy runs")
     args = parser.parse_args(argv)

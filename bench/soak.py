@@ -229,6 +229,7 @@ def streaming(args: argparse.Namespace) -> int:
             argv = [sys.executable, "-m", "pipeline.cli", "run", "--streaming",
                     f"--subscription={subscription}", f"--bigquery_project={stack.project}",
                     f"--bigquery_endpoint={stack.bigquery_endpoint}", f"--source_name={SOURCE}",
+                    f"--bigquery_storage_endpoint={stack.bigquery_grpc_endpoint}",
                     *args.pipeline_arg]
             with log.open("wb") as out:
                 child = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)

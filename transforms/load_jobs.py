@@ -216,7 +216,9 @@ class LoadTablesFn(_Client):
         source = _concatenated(paths, self._directory) if local else None
         try:
             if source is not None:
-                submit = loads.submit_file(self._client, table, lambda: _open_binary(source))
+                submit = loads.submit_file(
+                    self._client, table, lambda: _open_binary(source), os.path.getsize(source)
+                )
             else:
                 submit = loads.submit_uris(self._client, table, paths)
             outcome = loads.run_load(self._client, self._run_id, table, submit)

@@ -156,13 +156,19 @@ def submit_uris(
 
 
 def submit_file(
-    client: bigquery.Client, table: bigquery.TableReference, open_file: Callable[[], BinaryIO]
+    client: bigquery.Client,
+    table: bigquery.TableReference,
+    open_file: Callable[[], BinaryIO],
+    size: int,
 ) -> Callable[[str, bigquery.LoadJobConfig], bigquery.LoadJob]:
-    """Submit a load of a local file, uploaded with the request."""
+    """Submit a load of a local file of ``size`` bytes, uploaded with the request (one
+    request with the job under 5 MiB, a resumable upload above)."""
 
     def submit(job_id: str, config: bigquery.LoadJobConfig) -> bigquery.LoadJob:
         with open_file() as handle:
-            return client.load_table_from_file(handle, table, job_id=job_id, job_config=config)
+            return client.load_table_from_file(
+                handle, table, job_id=job_id, job_config=config, size=size
+            )
 
     return submit
 

@@ -52,9 +52,8 @@ def merge_through_staging(
     try:
         data = b"".join(orjson.dumps(dict(row)) + b"\n" for row in rows)
         target = table.reference
-        outcome = loads.run_load(
-            client, staging, target, loads.submit_file(client, target, lambda: io.BytesIO(data))
-        )
+        upload = loads.submit_file(client, target, lambda: io.BytesIO(data), len(data))
+        outcome = loads.run_load(client, staging, target, upload)
         calls.inc(len(outcome.job_ids))
         if outcome.refused:
             raise RuntimeError(f"staging rows into {ref} failed: {outcome.errors[:3]}")

@@ -14,7 +14,9 @@ Fault kinds: ``429`` (rateLimitExceeded), ``500`` (backendError, or internalErro
 time), ``503`` (backendError), ``delay`` (the upstream answer is held ``delay_seconds`` before
 being sent, past a client timeout), ``reset`` (the socket is closed without an answer, the
 request never reaches the upstream), ``lost`` (the upstream does the work, then the socket is
-closed instead of answering: the client cannot know the request took effect).
+closed instead of answering: the client cannot know the request took effect), ``job_failed``
+(a job insert is not forwarded; the answer is the job, done and failed with BigQuery's
+``backendError``, as a load job BigQuery itself failed: it ran nowhere and wrote nothing).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlparse
 
-KINDS = ("429", "500", "503", "delay", "reset", "lost")
+KINDS = ("429", "500", "503", "delay", "reset", "lost", "job_failed")
 
 # Path filters for the BigQuery REST API.
 INSERT_ALL = r"/tables/[^/?]+/insertAll"
@@ -40,6 +42,8 @@ DATASET_METADATA = r"/datasets(/[^/?]+)?(\?|$)"
 QUERIES = r"/(queries|jobs)"
 # Load jobs: the upload that starts one (resumable: POST, then PUT) and the polls of it.
 LOAD_JOBS = r"/upload/bigquery/v2/projects/[^/]+/jobs|/jobs/opentrack_load_"
+# A load job started with its data in one request (files under 5 MiB).
+LOAD_JOB_INSERTS = r"POST /upload/bigquery/v2/projects/[^/]+/jobs\?uploadType=multipart"
 
 _HOP_BY_HOP = {
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
@@ -93,6 +97,21 @@ class FaultPlan:
             if draw < cumulative:
                 return kind
         return None
+
+
+def failed_job(body: bytes) -> dict:
+    """The job resource of a job insert (the JSON part of a multipart upload), as BigQuery
+    answers for a job it failed: DONE, with ``backendError``."""
+    text = body.decode("utf-8", "replace")
+    resource, _ = json.JSONDecoder().raw_decode(text[text.index("{"):])
+    reference = resource["jobReference"]
+    error = {"reason": "backendError", "message": "Backend error: job failed (injected)"}
+    return {
+        **resource,
+        "kind": "bigquery#job",
+        "id": f"{reference['projectId']}:{reference['jobId']}",
+        "status": {"state": "DONE", "errorResult": error, "errors": [error]},
+    }
 
 
 def error_body(kind: str, variant: int = 0) -> tuple[int, dict]:
@@ -210,6 +229,9 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "reset":
             self._reset()
             return
+        if fault == "job_failed":
+            self._answer_json(200, failed_job(body))
+            return
         if fault in ("429", "500", "503"):
             code, payload = error_body(fault, variant)
             data = json.dumps(payload).encode()
@@ -252,6 +274,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._reset()
         finally:
             connection.close()
+
+    def _answer_json(self, code: int, payload: dict) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def _reset(self) -> None:
         """Close the socket without an answer (RST, not a graceful FIN)."""

@@ -24,7 +24,15 @@ from google.cloud import bigquery
 from bench.corpus import generate
 from pipeline import localstack
 from pipeline.run import counters, run, start
-from tests.faults.proxy import INSERT_ALL, LOAD_JOBS, TABLE_METADATA, FaultPlan, FaultProxy
+from tests.faults.proxy import (
+    INSERT_ALL,
+    LOAD_JOB_INSERTS,
+    LOAD_JOBS,
+    TABLE_METADATA,
+    FaultPlan,
+    FaultProxy,
+)
+from tests.faults.tcp_proxy import DroppingProxy
 from tests.integration.test_batch_pipeline import (
     SECONDARY,
     expected_from_model,
@@ -218,6 +226,23 @@ def test_faults_on_load_jobs_lose_nothing_and_never_load_twice(
     assert base_duplicates(bq_client, source) == {}, "a load ran twice"
 
 
+def test_load_jobs_bigquery_fails_are_started_again_once(local_stack, bq_client, corpus) -> None:
+    """Load jobs that BigQuery itself failed (backendError; they wrote nothing) are started
+    again under the next attempt's id: every event once, no table loaded twice."""
+    plan = FaultPlan(nth={1: "job_failed", 3: "job_failed"}, path_filter=LOAD_JOB_INSERTS)
+    path, lines = corpus
+    source = source_name("Faults Failed Jobs")
+    with FaultProxy(local_stack.bigquery_endpoint, plan) as proxy:
+        result = run_through(proxy, local_stack, path, source, "--write_method=FILE_LOADS")
+    seen = counters(result)
+    print(report(proxy), seen)
+    assert proxy.faults["job_failed"] == 2, report(proxy)
+    check_every_event_once(bq_client, lines, source)
+    assert base_duplicates(bq_client, source) == {}, "a load ran twice"
+    # the two failed jobs are the only extra ones (staging loads are counted elsewhere)
+    assert seen["bigquery_load_jobs"] - seen["load_tables"] <= 2
+
+
 def test_lost_answers_and_client_timeouts_lose_and_duplicate_nothing(
     local_stack, bq_client, corpus
 ) -> None:
@@ -279,9 +304,12 @@ def test_emulator_restart_mid_run_loses_nothing(
         client.close()
 
 
+@pytest.mark.parametrize("method", ["STREAMING_INSERTS", "STORAGE_WRITE_API"])
 def test_streaming_through_faults_loads_every_message_once(
-    local_stack, bq_client, pubsub_publisher, pubsub_subscriber
+    local_stack, bq_client, pubsub_publisher, pubsub_subscriber, method: str
 ) -> None:
+    """Faults on every REST call; with the Storage Write API also appends whose answers
+    are lost on the way back (a loopback TCP proxy resets the gRPC connection)."""
     suffix = uuid.uuid4().hex[:6]
     web = f"Faulty Web {suffix}"
     topic = pubsub_publisher.topic_path(local_stack.project, f"faults-{suffix}")
@@ -297,13 +325,18 @@ def test_streaming_through_faults_loads_every_message_once(
         skip_first=2,
         delay_seconds=4.5,
     )
-    with FaultProxy(local_stack.bigquery_endpoint, plan) as proxy:
+    with (
+        FaultProxy(local_stack.bigquery_endpoint, plan) as proxy,
+        DroppingProxy(local_stack.bigquery_grpc_endpoint, resets=3) as grpc_proxy,
+    ):
         result = start(
             [
                 "--streaming",
                 f"--subscription={subscription}",
                 f"--bigquery_project={local_stack.project}",
                 f"--bigquery_endpoint={proxy.endpoint}",
+                f"--bigquery_storage_endpoint={grpc_proxy.endpoint}",
+                f"--write_method={method}",
                 f"--source_name={DEFAULT_SOURCE}",
                 "--request_timeout_seconds=3",
                 "--schema_cache_ttl_seconds=5",
@@ -329,8 +362,11 @@ def test_streaming_through_faults_loads_every_message_once(
             time.sleep(3)  # a late retry or duplicate would land by now
         finally:
             result.cancel()
-    print(report(proxy))
+    print(report(proxy), f"grpc answers lost: {grpc_proxy.dropped}")
     assert sum(proxy.faults.values()) >= 5, f"too few faults to mean anything: {report(proxy)}"
+    if method == "STORAGE_WRITE_API":
+        assert grpc_proxy.dropped >= 1, "no append answer was lost"
+        assert base_duplicates(bq_client, web) == {}, "a resent append landed twice"
     for (ds, table), ids in expected.items():
         view = ids_in(bq_client, ds, f"{table}_view")
         assert sorted(view) == sorted(ids), f"{ds}.{table}_view: each message exactly once"
