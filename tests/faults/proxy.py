@@ -233,13 +233,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer_json(200, failed_job(body))
             return
         if fault in ("429", "500", "503"):
-            code, payload = error_body(fault, variant)
-            data = json.dumps(payload).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json; charset=UTF-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self._answer_json(*error_body(fault, variant))
             return
 
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}

@@ -209,14 +209,21 @@ def manual_dataset(bq_client: bigquery.Client) -> str:
             "name": "STRING", "path": "STRING",
         }.items()
     }
-    for table, schema in (("pages", pages), (DEAD_LETTER_TABLE, DEAD_LETTER_SCHEMA)):
+    create_tables(bq_client, dataset, {"pages": pages, DEAD_LETTER_TABLE: DEAD_LETTER_SCHEMA})
+    return dataset
+
+
+def create_tables(
+    bq_client: bigquery.Client, dataset: str, tables: dict[str, dict[str, str]]
+) -> None:
+    """Hand-made tables ({table: {column: type}}), as a user of manual mode makes them."""
+    for table, schema in tables.items():
         bq_client.create_table(
             bigquery.Table(
                 f"{bq_client.project}.{dataset}.{table}",
                 schema=[bigquery.SchemaField(n, k) for n, k in schema.items()],
             )
         )
-    return dataset
 
 
 @pytest.mark.parametrize(

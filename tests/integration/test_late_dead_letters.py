@@ -19,8 +19,13 @@ import pytest
 from google.cloud import bigquery
 
 from pipeline import replay
-from tests.integration.test_batch_pipeline import query, run_pipeline, source_name
-from tests.integration.test_load_jobs import page
+from tests.integration.test_batch_pipeline import (
+    create_tables,
+    query,
+    run_pipeline,
+    source_name,
+)
+from tests.integration.test_load_jobs import page, typed_dataset  # noqa: F401 - a fixture
 from transforms.deadletter import DEAD_LETTER_SCHEMA
 from transforms.naming import DEAD_LETTER_TABLE, dataset_name
 
@@ -80,58 +85,43 @@ def test_column_limit_dead_letters_hold_the_event_and_load_once_after_the_limit_
     assert dead_letters(bq_client, dataset) == []
 
 
-@pytest.fixture
-def manual_pages(bq_client: bigquery.Client) -> str:
-    """A hand-made dataset (manual mode): `pages` and the dead-letter table."""
-    dataset = dataset_name(source_name("late manual"))
-    bq_client.create_dataset(dataset)
-    pages = {
-        "id": "STRING", "anonymous_id": "STRING", "received_at": "TIMESTAMP",
-        "timestamp": "TIMESTAMP", "original_timestamp": "TIMESTAMP", "uuid_ts": "TIMESTAMP",
-        "loaded_at": "TIMESTAMP", "name": "STRING", "seats": "INTEGER",
-    }  # fmt: skip
-    for table, schema in (("pages", pages), (DEAD_LETTER_TABLE, DEAD_LETTER_SCHEMA)):
-        bq_client.create_table(
-            bigquery.Table(
-                f"{bq_client.project}.{dataset}.{table}",
-                schema=[bigquery.SchemaField(n, k) for n, k in schema.items()],
-            )
-        )
-    return dataset
-
-
 @pytest.mark.parametrize(
     ("method", "reason"), [("FILE_LOADS", "load_rejected"), ("STREAMING_INSERTS", "write_rejected")]
 )
 def test_a_refused_row_dead_letter_holds_the_event_and_loads_once_after_the_fix(
-    local_stack, bq_client, manual_pages: str, tmp_path: Path, method: str, reason: str
+    local_stack,
+    bq_client,
+    typed_dataset: str,  # noqa: F811 - the fixture
+    tmp_path: Path,
+    method: str,
+    reason: str,
 ) -> None:
     lines = [page("fits", seats=1), page("coloured", seats=2, colour="red")]
     path = tmp_path / "pages.jsonl"
     path.write_bytes(b"\n".join(lines))
     manual = ["--auto_table_management=false", f"--write_method={method}"]
 
-    run_pipeline(local_stack, path, manual_pages, *manual)
+    run_pipeline(local_stack, path, typed_dataset, *manual)
 
-    dead = dead_letters(bq_client, manual_pages)
+    dead = dead_letters(bq_client, typed_dataset)
     assert [(d["message_id"], d["stage"], d["reason"]) for d in dead] == [
         ("coloured", "write", reason)
     ]
     assert dead[0]["payload"] == lines[1].decode()  # the event as sent, not the row
-    assert f"{manual_pages}.pages" in dead[0]["error"] and "colour" in dead[0]["error"]
+    assert f"{typed_dataset}.pages" in dead[0]["error"] and "colour" in dead[0]["error"]
 
-    table = bq_client.get_table(f"{bq_client.project}.{manual_pages}.pages")
+    table = bq_client.get_table(f"{bq_client.project}.{typed_dataset}.pages")
     table.schema = [*table.schema, bigquery.SchemaField("colour", "STRING")]  # the fix
     bq_client.update_table(table, ["schema"])
     replayed = tmp_path / "replayed.jsonl"
-    replay_to_file(local_stack, manual_pages, replayed, reason)
-    run_pipeline(local_stack, replayed, manual_pages, *manual)
+    replay_to_file(local_stack, typed_dataset, replayed, reason)
+    run_pipeline(local_stack, replayed, typed_dataset, *manual)
 
     rows = query(
-        bq_client, f"SELECT id, colour FROM `{bq_client.project}.{manual_pages}.pages` ORDER BY id"
+        bq_client, f"SELECT id, colour FROM `{bq_client.project}.{typed_dataset}.pages` ORDER BY id"
     )
     assert rows == [{"id": "coloured", "colour": "red"}, {"id": "fits", "colour": None}]
-    assert dead_letters(bq_client, manual_pages) == []
+    assert dead_letters(bq_client, typed_dataset) == []
 
 
 def test_an_event_refused_by_two_tables_is_one_dead_letter(
@@ -141,12 +131,7 @@ def test_an_event_refused_by_two_tables_is_one_dead_letter(
     tracks row are both refused, and the event is dead-lettered once, with both errors."""
     dataset = dataset_name(source_name("late two tables"))
     bq_client.create_dataset(dataset)
-    bq_client.create_table(
-        bigquery.Table(
-            f"{bq_client.project}.{dataset}.{DEAD_LETTER_TABLE}",
-            schema=[bigquery.SchemaField(n, k) for n, k in DEAD_LETTER_SCHEMA.items()],
-        )
-    )
+    create_tables(bq_client, dataset, {DEAD_LETTER_TABLE: DEAD_LETTER_SCHEMA})
     line = orjson.dumps(
         {"type": "track", "event": "Signed Up", "userId": "u", "messageId": "two-tables"}
     )

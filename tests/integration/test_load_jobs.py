@@ -16,6 +16,7 @@ from google.cloud import bigquery
 from pipeline.run import counters
 from tests.integration.test_batch_pipeline import (
     SECONDARY,
+    create_tables,
     expected_from_model,
     query,
     run_pipeline,
@@ -75,13 +76,7 @@ def typed_dataset(bq_client: bigquery.Client) -> str:
         "timestamp": "TIMESTAMP", "original_timestamp": "TIMESTAMP", "uuid_ts": "TIMESTAMP",
         "loaded_at": "TIMESTAMP", "name": "STRING", "seats": "INTEGER",
     }  # fmt: skip
-    for table, schema in (("pages", pages), (DEAD_LETTER_TABLE, DEAD_LETTER_SCHEMA)):
-        bq_client.create_table(
-            bigquery.Table(
-                f"{bq_client.project}.{dataset}.{table}",
-                schema=[bigquery.SchemaField(n, k) for n, k in schema.items()],
-            )
-        )
+    create_tables(bq_client, dataset, {"pages": pages, DEAD_LETTER_TABLE: DEAD_LETTER_SCHEMA})
     return dataset
 
 
@@ -134,12 +129,7 @@ def test_a_dead_letter_that_cannot_be_stored_fails_the_run(
     dataset = dataset_name(source_name("loads unwritable"))
     bq_client.create_dataset(dataset)
     # A dead-letter table that cannot take dead letters: it lacks their columns.
-    bq_client.create_table(
-        bigquery.Table(
-            f"{bq_client.project}.{dataset}.{DEAD_LETTER_TABLE}",
-            schema=[bigquery.SchemaField("id", "STRING")],
-        )
-    )
+    create_tables(bq_client, dataset, {DEAD_LETTER_TABLE: {"id": "STRING"}})
     path = tmp_path / "lost.jsonl"
     path.write_bytes(page("no-table"))  # no pages table: a dead letter
 

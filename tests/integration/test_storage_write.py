@@ -11,7 +11,12 @@ from google.cloud import bigquery
 from pipeline.run import counters
 from pipeline.warehouse import storage_write
 from tests.faults.tcp_proxy import DroppingProxy
-from tests.integration.test_batch_pipeline import query, run_pipeline, source_name
+from tests.integration.test_batch_pipeline import (
+    create_tables,
+    query,
+    run_pipeline,
+    source_name,
+)
 from tests.integration.test_faults import base_duplicates, check_every_event_once, write_corpus
 from tests.integration.test_load_jobs import page
 from transforms.deadletter import DEAD_LETTER_SCHEMA
@@ -94,12 +99,7 @@ def test_rows_bigquery_refuses_become_dead_letters_holding_the_event(
              for c in columns]  # fmt: skip
     pages += [bigquery.SchemaField("name", "STRING", mode="REQUIRED")]
     bq_client.create_table(bigquery.Table(f"{bq_client.project}.{dataset}.pages", schema=pages))
-    bq_client.create_table(
-        bigquery.Table(
-            f"{bq_client.project}.{dataset}.{DEAD_LETTER_TABLE}",
-            schema=[bigquery.SchemaField(n, k) for n, k in DEAD_LETTER_SCHEMA.items()],
-        )
-    )
+    create_tables(bq_client, dataset, {DEAD_LETTER_TABLE: DEAD_LETTER_SCHEMA})
     nameless = orjson.dumps(
         {"type": "page", "anonymousId": "a", "messageId": "nameless",
          "timestamp": "2026-11-01T10:00:00Z"}
