@@ -13,6 +13,7 @@ value its column cannot hold, or a row BigQuery named in ``row_errors``.
 
 from __future__ import annotations
 
+import threading
 import zlib
 from typing import Any, Iterable, Iterator, Tuple
 
@@ -32,6 +33,21 @@ BATCH_SECONDS = 1.0  # streaming: a batch waits at most this long for more rows
 DATAFLOW_SHARDS = 4  # streams per table on Dataflow; one worker locally
 
 
+# Kept by the worker process, not the DoFn: the local streaming runner unpickles a fresh
+# DoFn for every bundle, which would open a gRPC channel and read every table each time.
+# A cached codec is replaced as soon as a row no longer fits it (``AppendRowsFn._encoded``).
+_SHARED_LOCK = threading.Lock()
+_WRITE_CLIENTS: dict[str | None, Any] = {}
+_CODECS: dict[tuple[str, str, str], tuple[frozenset[str], storage_write.RowCodec]] = {}
+
+
+def _write_client(endpoint: str | None) -> Any:
+    with _SHARED_LOCK:
+        if endpoint not in _WRITE_CLIENTS:
+            _WRITE_CLIENTS[endpoint] = storage_write.write_client(endpoint)
+        return _WRITE_CLIENTS[endpoint]
+
+
 def _failure(destination: str, row: Any, message: str) -> tuple[str, Any, list[dict[str, str]]]:
     return destination, row, [{"reason": "invalid", "message": message}]
 
@@ -46,26 +62,31 @@ class AppendRowsFn(beam.DoFn):
         self._config = config
         self._client: Any = None
         self._tables: Any = None
-        self._codecs: dict[tuple[str, str], tuple[frozenset[str], storage_write.RowCodec]] = {}
         self._requests = Metrics.counter(METRICS_NAMESPACE, "storage_write_append_requests")
         self._rows = Metrics.counter(METRICS_NAMESPACE, "storage_write_rows")
         self._streams = Metrics.counter(METRICS_NAMESPACE, "storage_write_streams_created")
 
     def setup(self) -> None:
-        self._client = storage_write.write_client(self._config.storage_endpoint)
+        self._client = _write_client(self._config.storage_endpoint)
         self._tables = self._config.client()
+
+    def teardown(self) -> None:
+        if self._tables is not None:
+            self._tables.close()
 
     def _codec(
         self, dataset: str, table: str, fresh: bool = False
     ) -> tuple[frozenset[str], storage_write.RowCodec]:
         """The table's columns and codec, read from the live table when ``fresh`` or not
         known yet (one get per table, again only after a schema change)."""
-        known = self._codecs.get((dataset, table))
+        key = (self._config.project, dataset, table)
+        known = _CODECS.get(key)
         if known is None or fresh:
-            live = self._tables.get_table(f"{self._config.project}.{dataset}.{table}")
+            live = self._tables.get_table(".".join(key))
             schema = from_api(live.schema)
             known = (frozenset(schema), storage_write.codec_for(schema))
-            self._codecs[(dataset, table)] = known
+            with _SHARED_LOCK:
+                _CODECS[key] = known
         return known
 
     def _encoded(
