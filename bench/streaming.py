@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"--subscription={subscription}",
                     f"--bigquery_project={stack.project}",
                     f"--bigquery_endpoint={stack.bigquery_endpoint}",
+                    f"--bigquery_storage_endpoint={stack.bigquery_grpc_endpoint}",
                     f"--source_name={SOURCE}",
                 ]
             )

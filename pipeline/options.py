@@ -227,11 +227,11 @@ class OpenTrackOptions(PipelineOptions):
             default=None,
             help="FILE_LOADS (the batch default): one BigQuery load job per table and run, "
             "free of charge, files under --temp_location (gs:// or a local directory; a "
-            "local run without it uses a temporary directory). STREAMING_INSERTS (the "
-            "streaming default): legacy streaming inserts, billed per byte. "
-            "STORAGE_WRITE_API: proto rows into committed streams at offsets (a retry adds "
+            "local run without it uses a temporary directory). STORAGE_WRITE_API (the "
+            "streaming default): proto rows into committed streams at offsets (a retry adds "
             "nothing), half the price of streaming inserts; needs "
-            "--bigquery_storage_endpoint with a local --bigquery_endpoint.",
+            "--bigquery_storage_endpoint with a local --bigquery_endpoint. "
+            "STREAMING_INSERTS: legacy streaming inserts, billed per byte.",
         )
         parser.add_argument(
             "--write_mode",
@@ -288,22 +288,24 @@ def contract_retention(path: str) -> dict[str, int | None]:
 
 
 def write_method(options: OpenTrackOptions) -> str:
-    """--write_method, or the default for batch (FILE_LOADS) or streaming (STREAMING_INSERTS)."""
+    """--write_method, or the default for batch (FILE_LOADS) or streaming (STORAGE_WRITE_API)."""
     streaming = options.view_as(StandardOptions).streaming
     if streaming and options.write_method == "FILE_LOADS":
         raise ValueError(
             "--write_method=FILE_LOADS is for batch runs: a streaming run writes with "
-            "STREAMING_INSERTS"
+            "STORAGE_WRITE_API (the default) or STREAMING_INSERTS"
         )
-    method = options.write_method or ("STREAMING_INSERTS" if streaming else "FILE_LOADS")
+    method = options.write_method or ("STORAGE_WRITE_API" if streaming else "FILE_LOADS")
     if (
         method == "STORAGE_WRITE_API"
         and is_emulator(options.bigquery_endpoint)
         and not options.bigquery_storage_endpoint
     ):
         raise ValueError(
-            "--write_method=STORAGE_WRITE_API with a local --bigquery_endpoint needs "
-            "--bigquery_storage_endpoint=127.0.0.1:PORT (the emulator's gRPC port)"
+            "--write_method=STORAGE_WRITE_API (the streaming default) with a local "
+            "--bigquery_endpoint needs --bigquery_storage_endpoint=127.0.0.1:PORT, the "
+            "emulator's gRPC port ($OPENTRACK_BIGQUERY_STORAGE_ENDPOINT after `opentrack "
+            "local up`), or choose --write_method=STREAMING_INSERTS"
         )
     return method
 
