@@ -37,7 +37,9 @@ def test_streaming_cannot_load_files() -> None:
         method_of("--streaming", "--write_method=FILE_LOADS")
 
 
-@pytest.mark.parametrize("argv", [("--streaming", LOCAL), (LOCAL, "--write_method=STORAGE_WRITE_API")])
+@pytest.mark.parametrize(
+    "argv", [("--streaming", LOCAL), (LOCAL, "--write_method=STORAGE_WRITE_API")]
+)
 def test_the_storage_write_api_on_a_local_endpoint_needs_its_grpc_port(argv: tuple) -> None:
     with pytest.raises(ValueError, match="needs --bigquery_storage_endpoint"):
         method_of(*argv)
