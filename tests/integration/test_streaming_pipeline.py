@@ -47,10 +47,12 @@ def _page(n: int, source: str) -> tuple[bytes, dict]:
     return orjson.dumps(event), {"source": source}
 
 
-def expected_rows(messages: list[tuple[bytes, dict]]) -> tuple[dict, int]:
+def expected_rows(
+    messages: list[tuple[bytes, dict]], default_source: str = DEFAULT_SOURCE
+) -> tuple[dict, int]:
     """(dataset, table) -> ids the event model makes of ``messages`` (set: duplicates
     collapse), and the number of dead letters."""
-    config = ModelConfig(sources=SourceConfig(default_source=DEFAULT_SOURCE))
+    config = ModelConfig(sources=SourceConfig(default_source=default_source))
     now = datetime.now(timezone.utc)
     tables: dict[tuple[str, str], set[str]] = defaultdict(set)
     dead = 0
@@ -86,6 +88,7 @@ def test_streaming_burst_loads_every_message_once_across_schema_changes(
 ) -> None:
     suffix = uuid.uuid4().hex[:6]
     web, app = f"Web {suffix}", f"App {suffix}"
+    default = f"{DEFAULT_SOURCE} {suffix}"  # each run its own datasets, even the default one
     topic = pubsub_publisher.topic_path(local_stack.project, f"events-{suffix}")
     subscription = pubsub_subscriber.subscription_path(local_stack.project, f"events-{suffix}")
     pubsub_publisher.create_topic(name=topic)
@@ -104,7 +107,7 @@ def test_streaming_burst_loads_every_message_once_across_schema_changes(
             f"--bigquery_endpoint={local_stack.bigquery_endpoint}",
             f"--bigquery_storage_endpoint={local_stack.bigquery_grpc_endpoint}",
             f"--write_method={method}",
-            f"--source_name={DEFAULT_SOURCE}",
+            f"--source_name={default}",
             "--schema_cache_ttl_seconds=5",
             "--users_merge_interval_seconds=2",
             "--schema_retry_delays=1,3",
@@ -144,7 +147,7 @@ def test_streaming_burst_loads_every_message_once_across_schema_changes(
         writer.join()
         sent += strings + numbers
 
-        expected, expected_dead = expected_rows(sent)
+        expected, expected_dead = expected_rows(sent, default)
 
         def all_loaded() -> bool:
             return all(
