@@ -39,7 +39,7 @@ def _flag(text: str) -> bool:
 
 
 def auto_table_management_default() -> bool:
-    """The seed's switch: BIGQUERY_AUTO_TABLE_MANAGEMENT=false turns management off."""
+    """The specification's switch: BIGQUERY_AUTO_TABLE_MANAGEMENT=false turns management off."""
     return _flag(os.environ.get(AUTO_TABLE_MANAGEMENT_ENV, "true"))
 
 

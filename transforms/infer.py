@@ -1,6 +1,6 @@
 """BigQuery type inference per value, the widening lattice, and coercion.
 
-Rules (DESIGN.md "Schema rules"): the type comes from the value itself.
+Rules: the type comes from the value itself.
 bool -> BOOLEAN (checked before int: ``bool`` is an ``int`` in Python),
 int -> INTEGER (FLOAT outside INT64, as JSON parsers do), float -> FLOAT,
 a string with an ISO-8601 date *and* time -> TIMESTAMP (written in canonical

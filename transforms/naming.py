@@ -25,7 +25,7 @@ snake_case (Segment's rules):
 Nested keys are named as the snake_case of ``parent + "_" + key``:
 ``context.device.type`` -> ``context_device_type``.
 
-Where the first seed's prose and go-snakecase could disagree (acronyms kept
+Where the specification's prose and go-snakecase could disagree (acronyms kept
 whole, ``sample2Text`` -> ``sample2_text``, non-ASCII letters dropped),
 Segment's algorithm wins.
 

@@ -9,16 +9,16 @@ warehouse (read by ``contract_apply``) and ``plan`` sorts every drift into a saf
 change or a refusal with the reason. Nothing here talks to BigQuery, so every rule
 is unit-tested without a server.
 
-Choices (DESIGN.md "Declared tables", second seed "Schema Consistency"):
+Choices (the specification, "Schema Consistency"):
 
-* ``versioning: true`` adds the seed's ``created_at TIMESTAMP``, ``updated_at
+* ``versioning: true`` adds the specification's ``created_at TIMESTAMP``, ``updated_at
   TIMESTAMP`` and ``version STRING`` (NULLABLE, so they can also be added to tables
-  that have rows). The seed's fourth column, ``_partition_date DATE``, is *not* a
+  that have rows). The specification's fourth column, ``_partition_date DATE``, is *not* a
   column: BigQuery reserves every column name starting with ``_PARTITION`` (any case)
   and refuses the table; the emulator accepts it, so the loader refuses it itself.
   The partition date of a row is ``DATE(<partition column>)``: declare
   ``partitioning: {field: created_at}`` and filter on ``DATE(created_at)``, which
-  prunes partitions (the seed's own query does this). Ingestion-time partitioning
+  prunes partitions (the specification's own query does this). Ingestion-time partitioning
   (whose ``_PARTITIONDATE`` pseudo-column would match the name) was rejected: it
   partitions by load time, so a backfill of old rows would land in today's
   partition and outlive its retention.
@@ -148,7 +148,7 @@ class Field:
         return f"{self.name} {self.spec}"
 
 
-# The seed's versioning columns, without ``_partition_date`` (see the module docstring).
+# The specification's versioning columns, without ``_partition_date`` (see the module docstring).
 VERSIONING_FIELDS = (
     Field("created_at", "TIMESTAMP"),
     Field("updated_at", "TIMESTAMP"),

@@ -1,7 +1,7 @@
 """Dedup views: ``<table>_view`` shows each event ``id`` once, its latest load.
 
 Replays and retries can store an event twice (streaming inserts are
-at-least-once); the ``id`` column is the idempotency key (DESIGN.md
+at-least-once); the ``id`` column is the idempotency key (the design:
 "Duplicates and the users table"). Every event table gets a view in its own
 dataset keeping, per ``id``, the row with the latest ``loaded_at``; ties are
 broken on the row's JSON text, so the same rows always give the same answer

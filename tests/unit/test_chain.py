@@ -1,7 +1,7 @@
 """The whole pure chain (transforms.chain.process_payload): the count invariant,
 dead-letter contents and source routing.
 
-DESIGN.md "Data flow": every input message ends as rows in its tables or as
+The design's data flow: every input message ends as rows in its tables or as
 exactly one dead letter. Count it. Expectations are derived by hand from the
 docstrings of transforms.chain, transforms.route, transforms.validate and
 transforms.deadletter.

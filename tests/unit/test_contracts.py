@@ -134,7 +134,7 @@ INVALID = [
      "fields[1].name: invalid BigQuery column name: 'customer id'"),
     ("column starting with a digit", lambda d: _fields(d)[1].update(name="1st"),
      "invalid BigQuery column name: '1st'"),
-    ("the seed's _partition_date", lambda d: _fields(d).append({"name": "_partition_date", "type": "DATE"}),
+    ("the specification's _partition_date", lambda d: _fields(d).append({"name": "_partition_date", "type": "DATE"}),
      "'_partition_date' starts with _PARTITION, which BigQuery reserves"),
     ("_PARTITIONTIME in any case", lambda d: _fields(d).append({"name": "_PartitionTime", "type": "TIMESTAMP"}),
      "starts with _PARTITION"),

@@ -1,6 +1,6 @@
 """Golden tests for transforms.timestamps and transforms.infer.
 
-Expectations come from the module docstrings and DESIGN.md "Schema rules".
+Expectations come from the module docstrings and the README's schema rules.
 """
 
 from __future__ import annotations
