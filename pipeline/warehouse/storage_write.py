@@ -16,7 +16,7 @@ import random
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 from urllib.parse import urlparse
 
 import grpc
@@ -181,7 +181,6 @@ def append(
     rows: Sequence[bytes],
     offset: int,
     timeout: float = APPEND_TIMEOUT_S,
-    answer: Callable[[BigQueryWriteClient, Any, float], types.AppendRowsResponse] = _answer,
 ) -> AppendOutcome:
     """Append ``rows`` at ``offset`` until each is written or refused. Refused rows (BigQuery's
     ``row_errors``: the request wrote nothing) are taken out and the rest sent again at the
@@ -194,7 +193,7 @@ def append(
         request = _request(stream, codec, [rows[i] for i in pending], offset)
         requests += 1
         try:
-            response = answer(client, request, timeout)
+            response = _answer(client, request, timeout)
         except _RETRYABLE + (exceptions.Unknown,) as failure:
             attempt += 1
             if attempt >= MAX_ATTEMPTS:
