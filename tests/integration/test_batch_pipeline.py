@@ -52,6 +52,15 @@ def query(bq_client: bigquery.Client, sql: str) -> list[dict]:
     return [dict(row) for row in bq_client.query(sql).result()]
 
 
+def dead_letters_by_id(bq_client: bigquery.Client, dataset: str) -> dict[str, dict]:
+    """The dead letters of ``dataset`` by message id: stage, reason, error."""
+    sql = (
+        f"SELECT message_id, stage, reason, error FROM "
+        f"`{bq_client.project}.{dataset}.{DEAD_LETTER_TABLE}`"
+    )
+    return {r["message_id"]: r for r in query(bq_client, sql)}
+
+
 DRIFT = [
     {"type": "track", "event": "Plan Chosen", "userId": "d1", "messageId": "drift-1",
      "properties": {"seats": 3, "level": 1}},
@@ -266,14 +275,7 @@ def test_manual_mode_changes_nothing_and_dead_letters_carry_bigquerys_error(
     assert bq_client.get_table(f"{bq_client.project}.{manual_dataset}.pages").schema == schema_before
     loaded = query(bq_client, f"SELECT id FROM `{bq_client.project}.{manual_dataset}.pages`")
     assert loaded == [{"id": "fits"}]
-    dead = {
-        r["message_id"]: r
-        for r in query(
-            bq_client,
-            f"SELECT message_id, stage, reason, error FROM "
-            f"`{bq_client.project}.{manual_dataset}.{DEAD_LETTER_TABLE}`",
-        )
-    }
+    dead = dead_letters_by_id(bq_client, manual_dataset)
     assert set(dead) == {"new-column", "no-table"}
     assert all(d["stage"] == "write" and d["reason"] == reason for d in dead.values())
     assert "no such field" in dead["new-column"]["error"].lower()

@@ -17,6 +17,7 @@ from pipeline.run import counters
 from tests.integration.test_batch_pipeline import (
     SECONDARY,
     create_tables,
+    dead_letters_by_id,
     expected_from_model,
     query,
     run_pipeline,
@@ -106,14 +107,7 @@ def test_a_refused_load_dead_letters_only_its_offending_rows(
     project = bq_client.project
     loaded = query(bq_client, f"SELECT id, seats FROM `{project}.{typed_dataset}.pages`")
     assert sorted(r["id"] for r in loaded) == [f"ok-{n}" for n in range(6)]
-    dead = {
-        r["message_id"]: r
-        for r in query(
-            bq_client,
-            f"SELECT message_id, stage, reason, error FROM "
-            f"`{project}.{typed_dataset}.{DEAD_LETTER_TABLE}`",
-        )
-    }
+    dead = dead_letters_by_id(bq_client, typed_dataset)
     assert set(dead) == {"not-a-number", "unknown-column"}
     assert {(d["stage"], d["reason"]) for d in dead.values()} == {("write", "load_rejected")}
     assert "many" in dead["not-a-number"]["error"] and "refused" in dead["not-a-number"]["error"]
