@@ -5,8 +5,9 @@ under a directory of this run in the temp location (``gs://`` or local), each wi
 sidecar of the events the rows came from (line for line: a refused row's dead letter
 holds its event, so replay can re-feed it), then each
 table is loaded by one job from all its files (``pipeline.warehouse.loads``: why not
-Beam's FILE_LOADS, deterministic job ids, retries). A table's files are deleted once
-its load is done, whatever its outcome. BigQuery's rules are enforced here, not left
+Beam's FILE_LOADS, deterministic job ids, retries); a bundle's tables load side by
+side. A table's files are deleted once the bundle's loads are done, whatever their
+outcome. BigQuery's rules are enforced here, not left
 to the server (the emulator drops unknown keys silently): a row naming a column the
 table lacks is refused before the load. A load BigQuery refuses is retried row by row
 for that table only, and only the rows it names become dead letters, with its error.
@@ -27,11 +28,14 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import GoogleCloudOptions
 from apache_beam.pvalue import AsDict, PCollection, TaggedOutput
+from apache_beam.transforms.window import GlobalWindows
+from apache_beam.utils.windowed_value import WindowedValue
 from google.cloud import bigquery
 
 from pipeline.warehouse import loads
 from pipeline.warehouse.client import NotFound
 from pipeline.warehouse.config import WarehouseConfig
+from transforms.bundle_threads import map_in_bundle
 from transforms.deadletter import DeadLetter, EventRejected, Reason, Stage, make_dead_letter
 from transforms.event_model import METRICS_NAMESPACE
 
@@ -41,6 +45,9 @@ FILES = "files"
 # local runner has one worker, so one file.
 DATAFLOW_SHARDS = 16
 RUN_DIRECTORY_PREFIX = "opentrack-loads-"
+# Load jobs of one bundle in flight at once: each is a wait on BigQuery (measured on the
+# emulator, 18 loads: 3.1 s one by one, 1.6 s two at a time, 1.5 s four at a time).
+LOAD_CONCURRENCY = 4
 
 
 class LoadFile(NamedTuple):
@@ -195,22 +202,60 @@ def _rows_of(paths: Iterable[str]) -> Iterator[tuple[dict[str, Any], str | None]
                 yield orjson.loads(line), orjson.loads(event)
 
 
+class _Loaded(NamedTuple):
+    dataset: str
+    table: str
+    paths: list[str]
+    outcome: loads.LoadOutcome
+
+
 class LoadTablesFn(_Client):
     """((dataset, table), LoadFiles) -> one load job; the rows BigQuery refuses -> dead
-    letters. Deletes the table's files (and the run's local directory once empty)."""
+    letters. Deletes the table's files (and the run's local directory once empty).
+
+    A bundle's tables are loaded side by side (``LOAD_CONCURRENCY`` jobs at a time, each
+    a wait on BigQuery), at the bundle's end; their files are deleted only once every
+    load of the bundle is done, so a retried bundle finds each file it names (its jobs
+    already run are found again by their ids, never run twice)."""
 
     def __init__(self, config: WarehouseConfig, directory: str, run_id: str) -> None:
         super().__init__(config)
         self._directory = directory
         self._run_id = run_id
+        self._pending: list[tuple[str, str, list[str]]] = []
         self._jobs = Metrics.counter(METRICS_NAMESPACE, "bigquery_load_jobs")
         self._tables_loaded = Metrics.counter(METRICS_NAMESPACE, "load_tables")
         self._loaded = Metrics.counter(METRICS_NAMESPACE, "load_rows_loaded")
         self._row_level = Metrics.counter(METRICS_NAMESPACE, "load_refused_rows_retried")
 
-    def process(self, element: tuple[tuple[str, str], Iterable[LoadFile]]) -> Iterator[DeadLetter]:
+    def start_bundle(self) -> None:
+        self._pending = []
+
+    def process(self, element: tuple[tuple[str, str], Iterable[LoadFile]]) -> None:
         (dataset, table_name), files = element
-        paths = sorted({file.path for file in files})
+        self._pending.append((dataset, table_name, sorted({file.path for file in files})))
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        done = map_in_bundle(lambda table: self._load(*table), pending, LOAD_CONCURRENCY)
+        for loaded in done:
+            self._jobs.inc(len(loaded.outcome.job_ids))
+            self._tables_loaded.inc()
+            self._loaded.inc(loaded.outcome.output_rows)
+            if loaded.outcome.refused:
+                for dead_letter in self._row_by_row(loaded):
+                    yield GlobalWindows.windowed_value(dead_letter)
+        for loaded in done:
+            FileSystems.delete([*loaded.paths, *(events_path(path) for path in loaded.paths)])
+        if not done[0].paths[0].startswith("gs://"):
+            try:
+                os.rmdir(self._directory)  # the last table of the run removes it
+            except OSError:
+                pass
+
+    def _load(self, dataset: str, table_name: str, paths: list[str]) -> _Loaded:
         table = self.reference(dataset, table_name)
         local = not paths[0].startswith("gs://")
         source = _concatenated(paths, self._directory) if local else None
@@ -222,33 +267,23 @@ class LoadTablesFn(_Client):
             else:
                 submit = loads.submit_uris(self._client, table, paths)
             outcome = loads.run_load(self._client, self._run_id, table, submit)
-            self._jobs.inc(len(outcome.job_ids))
-            self._tables_loaded.inc()
-            self._loaded.inc(outcome.output_rows)
-            if outcome.refused:
-                yield from self._row_by_row(dataset, table_name, table, paths, outcome)
+            return _Loaded(dataset, table_name, paths, outcome)
         finally:
             if source is not None and source not in paths:
                 os.remove(source)
-        FileSystems.delete([*paths, *(events_path(path) for path in paths)])
-        if local:
-            try:
-                os.rmdir(self._directory)  # the last table of the run removes it
-            except OSError:
-                pass
 
-    def _row_by_row(
-        self, dataset: str, table_name: str, table: Any, paths: list[str], outcome: Any
-    ) -> Iterator[DeadLetter]:
+    def _row_by_row(self, loaded: _Loaded) -> Iterator[DeadLetter]:
+        table = self.reference(loaded.dataset, loaded.table)
+        outcome = loaded.outcome
         load_error = f"load job {outcome.job_ids[-1]} refused: {outcome.errors[0]}"
         chunk: list[tuple[dict[str, Any], str | None]] = []
-        for row_and_event in _rows_of(paths):
+        for row_and_event in _rows_of(loaded.paths):
             chunk.append(row_and_event)
             if len(chunk) == loads.INSERT_CHUNK:
-                yield from self._insert(dataset, table_name, table, chunk, load_error)
+                yield from self._insert(loaded.dataset, loaded.table, table, chunk, load_error)
                 chunk = []
         if chunk:
-            yield from self._insert(dataset, table_name, table, chunk, load_error)
+            yield from self._insert(loaded.dataset, loaded.table, table, chunk, load_error)
 
     def _insert(
         self,

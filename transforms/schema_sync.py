@@ -10,21 +10,29 @@ column's type; a row that still does not fit becomes a dead letter.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Iterable, Iterator, Mapping
 
 import apache_beam as beam
 import orjson
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
+from apache_beam.transforms.window import GlobalWindows
+from apache_beam.utils.windowed_value import WindowedValue
 
 from pipeline.warehouse.config import WarehouseConfig
+from pipeline.warehouse.manager import SchemaManager, SchemaResult
 from pipeline.warehouse.schema import RowMisfit, fit_row, union
+from transforms.bundle_threads import map_in_bundle
 from transforms.deadletter import DeadLetter, EventRejected, Reason, Stage, make_dead_letter
 from transforms.event_model import DEAD_LETTERS, METRICS_NAMESPACE
 from transforms.infer import widen
 from transforms.normalize import TableRow
 
 TableKey = tuple[str, str]  # (dataset, table)
+# Tables ensured at once. Measured on the emulator, 18 tables: reads 3.6 s one by one,
+# 2.2 s two at a time, 2.0 s four at a time; creations no faster and, four at a time,
+# slower (it serialises DDL); BigQuery itself takes more.
+SCHEMA_CONCURRENCY = 2
 
 
 def table_schema_of(row: TableRow) -> tuple[TableKey, Mapping[str, str]]:
@@ -54,21 +62,36 @@ class UnionSchemas(beam.CombineFn):
 
 
 class ApplySchemas(beam.DoFn):
-    """(table, union schema) -> (table, (final schema, refused columns))."""
+    """(table, union schema) -> (table, (final schema, refused columns)).
+
+    A bundle's tables are ensured side by side at its end, ``SCHEMA_CONCURRENCY`` at a
+    time (the manager locks per table)."""
 
     def __init__(self, config: WarehouseConfig) -> None:
         self._config = config
-        self._manager = None
+        self._manager: SchemaManager | None = None
+        self._pending: list[tuple[TableKey, dict[str, str]]] = []
 
     def setup(self) -> None:
         self._manager = self._config.manager()
 
-    def process(self, element: tuple[TableKey, dict[str, str]]) -> Iterator[Any]:
+    def start_bundle(self) -> None:
+        self._pending = []
+
+    def process(self, element: tuple[TableKey, dict[str, str]]) -> None:
+        self._pending.append(element)
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        pending, self._pending = self._pending, []
+        for key, result in map_in_bundle(self._ensure, pending, SCHEMA_CONCURRENCY):
+            if result.changed:
+                Metrics.counter(METRICS_NAMESPACE, "schema_tables_changed").inc()
+            yield GlobalWindows.windowed_value((key, (result.schema, result.refused)))
+
+    def _ensure(self, element: tuple[TableKey, dict[str, str]]) -> tuple[TableKey, SchemaResult]:
         (dataset, table), wanted = element
-        result = self._manager.ensure(dataset, table, wanted)  # type: ignore[union-attr]
-        if result.changed:
-            Metrics.counter(METRICS_NAMESPACE, "schema_tables_changed").inc()
-        yield (dataset, table), (result.schema, result.refused)
+        assert self._manager is not None, "set up"
+        return (dataset, table), self._manager.ensure(dataset, table, wanted)
 
 
 def misfit_dead_letter(row: TableRow, reason: Reason, detail: str) -> DeadLetter:

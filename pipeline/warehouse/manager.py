@@ -107,7 +107,11 @@ class _UpdateRate:
 
 
 class SchemaManager:
-    """Owns every dataset/table/schema change; one per worker (it is thread-safe)."""
+    """Owns every dataset/table/schema change; one per worker (it is thread-safe).
+
+    Each table has its own lock, so threads working on different tables (a batch's
+    schema step ensures a bundle's tables side by side) do not wait for each other,
+    while two changes of one table never interleave."""
 
     def __init__(
         self,
@@ -128,13 +132,16 @@ class SchemaManager:
         self._cache: dict[tuple[str, str], tuple[float, dict[str, str] | None]] = {}
         self._datasets: set[str] = set()
         self._rate = _UpdateRate(sleep, clock)
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()  # the shared maps: cache, table locks, call counts
+        self._table_locks: dict[tuple[str, str], threading.RLock] = {}
+        self._dataset_lock = threading.Lock()
         self.api_calls: Counter[str] = Counter()
 
     # -- reading -----------------------------------------------------------------
 
     def _count(self, call: str) -> None:
-        self.api_calls[call] += 1
+        with self._lock:
+            self.api_calls[call] += 1
         Metrics.counter("opentrack", f"bigquery_schema_call_{call}").inc()
 
     def _ref(self, dataset: str, table: str) -> str:
@@ -149,27 +156,35 @@ class SchemaManager:
         except NotFound:
             return None
 
+    def _table_lock(self, dataset: str, table: str) -> threading.RLock:
+        with self._lock:
+            return self._table_locks.setdefault((dataset, table), threading.RLock())
+
+    def _remember(self, dataset: str, table: str, schema: dict[str, str] | None) -> None:
+        with self._lock:
+            self._cache[(dataset, table)] = (self._clock(), schema)
+
     def _fresh(self, dataset: str, table: str) -> tuple[bool, dict[str, str] | None]:
-        entry = self._cache.get((dataset, table))
+        with self._lock:
+            entry = self._cache.get((dataset, table))
         if entry is not None and self._clock() - entry[0] < self._ttl:
             return True, entry[1]
         return False, None
 
     def cached_schema(self, dataset: str, table: str) -> dict[str, str] | None:
         """The schema as last seen if younger than the TTL, else read afresh."""
-        with self._lock:
+        with self._table_lock(dataset, table):
             fresh, schema = self._fresh(dataset, table)
             if fresh:
                 return schema
             live = self._fetch(dataset, table)
             schema = from_api(live.schema) if live is not None else None
-            self._cache[(dataset, table)] = (self._clock(), schema)
+            self._remember(dataset, table, schema)
             return schema
 
     def peek(self, dataset: str, table: str) -> dict[str, str] | None:
         """The cached schema if still fresh; never an API call (the streaming hot path)."""
-        with self._lock:
-            return self._fresh(dataset, table)[1]
+        return self._fresh(dataset, table)[1]
 
     def known_schemas(self) -> dict[tuple[str, str], dict[str, str]]:
         """Every cached table schema (for the side input of the streaming path)."""
@@ -180,7 +195,7 @@ class SchemaManager:
 
     def ensure(self, dataset: str, table: str, wanted: Mapping[str, str]) -> SchemaResult:
         """A schema that rows typed ``wanted`` fit, changing the table if needed."""
-        with self._lock:
+        with self._table_lock(dataset, table):
             fresh, cached = self._fresh(dataset, table)
             if fresh and cached is not None:
                 plan = plan_schema(cached, wanted, self._max_columns)
@@ -200,7 +215,7 @@ class SchemaManager:
                         # After a race the change may be ours, its answer lost on the way
                         # back (a create met with 409): the view must follow it all the same.
                         self._refresh_view(dataset, table, schema)
-                    self._cache[(dataset, table)] = (self._clock(), schema)
+                    self._remember(dataset, table, schema)
                     return SchemaResult(schema, plan.refused, changed=plan.changes)
                 except (PreconditionFailed, Conflict) as race:
                     # Another worker changed the table first: re-read and re-plan.
@@ -210,7 +225,7 @@ class SchemaManager:
             raise RuntimeError(f"{dataset}.{table}: schema still racing after {MAX_ATTEMPTS} attempts")
 
     def ensure_dataset(self, dataset: str) -> None:
-        with self._lock:
+        with self._dataset_lock:
             if dataset in self._datasets:
                 return
             spec = bigquery.Dataset(f"{self._project}.{identifiers.dataset_id(dataset)}")
