@@ -42,6 +42,10 @@ class RoutedEvent(NamedTuple):
     received_at: datetime
     payload: bytes | dict[str, Any]  # the original, for a dead letter downstream
     replayed: bool = False  # re-fed by `opentrack replay`: not a duplicate of its first try
+    # The receive time is the message's own (Pub/Sub publish time), not the read time of
+    # a file: only then does it say when the event arrived, so only then is the clock
+    # skew of its sender corrected against it (``transforms.normalize``).
+    receive_time_known: bool = True
 
 
 _routed_event = builder(RoutedEvent)
@@ -89,6 +93,7 @@ def route_payload(
         else None
     )
     replayed = bool(attributes and attributes.get(REPLAY_ATTRIBUTE))
+    receive_time_known = message.received_at is not None
     for parsed in parse_payload(message.payload, config.limits):
         source: str | None = attribute_source
         try:
@@ -104,7 +109,10 @@ def route_payload(
                 )
             dataset = config.datasets(source)
             yield _routed_event(
-                (validate_event(event), source, dataset, received_at, payload, replayed)
+                (
+                    validate_event(event), source, dataset, received_at, payload, replayed,
+                    receive_time_known,
+                )
             )
         except Exception as error:  # noqa: BLE001 - a bug must not lose the event
             rejection = _as_rejection(error)
@@ -133,6 +141,7 @@ def rows_for(
             routed.valid,
             dataset=routed.dataset,
             received_at=routed.received_at,
+            receive_time_known=routed.receive_time_known,
             loaded_at=loaded_at,
             naming=config.naming,
             dropped=dropped,

@@ -189,9 +189,14 @@ def _flatten(
 
 
 def _common(
-    valid: ValidEvent, received_at: datetime, loaded_at: str, naming: NamingConvention
+    valid: ValidEvent,
+    received_at: datetime,
+    receive_time_known: bool,
+    loaded_at: str,
+    naming: NamingConvention,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     event, _, message_id, user_id, anonymous_id, original, sent_at, given_received = valid
+    correct_skew = receive_time_known or given_received is not None
     if given_received is not None:
         received = given_received
         received_text = timestamp_text(event["receivedAt"], received)
@@ -206,7 +211,7 @@ def _common(
         if original_text is None:
             original_text = event["timestamp"]
         original_text = timestamp_text(original_text, original)
-        if sent_at is None:
+        if sent_at is None or not correct_skew:
             row["timestamp"] = original_text
         else:
             try:
@@ -260,13 +265,17 @@ def normalize_event(
     naming: NamingConvention,
     dropped: list[str] | None = None,
     payload: bytes | dict[str, Any] | None = None,
+    receive_time_known: bool = True,
 ) -> list[TableRow]:
     """The rows one event becomes. ``received_at`` is the pipeline's receive time,
-    used when the payload has no ``receivedAt``; ``loaded_at`` is the canonical
-    load time written to ``uuid_ts`` and ``loaded_at``; ``payload``, the event as
-    received, rides along with every row but ``users``'."""
+    used when the payload has no ``receivedAt``; Segment's clock-skew correction of
+    ``timestamp`` runs only against a receive time that says when the event arrived
+    (the payload's ``receivedAt``, or ``receive_time_known``: a Pub/Sub publish time),
+    never against the moment a file is read, which may be months later. ``loaded_at``
+    is the canonical load time written to ``uuid_ts`` and ``loaded_at``; ``payload``,
+    the event as received, rides along with every row but ``users``'."""
     event = valid.event
-    base, base_schema = _common(valid, received_at, loaded_at, naming)
+    base, base_schema = _common(valid, received_at, receive_time_known, loaded_at, naming)
     call = valid.type
 
     if call == "track":

@@ -240,7 +240,15 @@ CORPUS: list[Line] = [
     ),
     Line(
         "skew-out-of-range",
-        dumps(track("c-t13", sentAt="9999-12-31T00:00:00Z", timestamp="0001-01-02T00:00:00Z")),
+        # Skew is corrected against a real receive time only: here the event's own.
+        dumps(
+            track(
+                "c-t13",
+                sentAt="9999-12-31T00:00:00Z",
+                timestamp="0001-01-02T00:00:00Z",
+                receivedAt="2024-05-01T11:00:00Z",
+            )
+        ),
         1,
         0,
         [Reason.INVALID_TIMESTAMP],
@@ -353,7 +361,7 @@ def test_batch_item_dead_letter() -> None:
 
 def test_normalize_stage_dead_letter() -> None:
     raw = dumps(track("m-81", sentAt="9999-12-31T00:00:00Z", timestamp="0001-01-02T00:00:00Z"))
-    letter = dead_letter(run(raw, {"source": "Production Site"}))
+    letter = dead_letter(run(raw, {"source": "Production Site"}, publish_time=RECEIVED))
     assert letter.stage == "normalize"
     assert letter.reason == Reason.INVALID_TIMESTAMP
     assert letter.source == "Production Site"
@@ -367,7 +375,7 @@ def test_normalize_stage_dead_letter_keeps_original_text() -> None:
     raw = json.dumps(
         track("m-82", sentAt="9999-12-31T00:00:00Z", timestamp="0001-01-02T00:00:00Z"), indent=1
     ).encode()
-    letter = dead_letter(run(raw))
+    letter = dead_letter(run(raw, publish_time=RECEIVED))
     assert letter.stage == "normalize"
     assert letter.payload == raw.decode()
 

@@ -173,6 +173,7 @@ class Case(NamedTuple):
     dataset: str = "opentrack"
     check: Callable[[list[TableRow], list[DeadLetter]], None] | None = None
     unnamed: int = 0  # rows in tables not listed (their names are checked by ``check``)
+    published: bool = False  # a Pub/Sub message published at RECEIVED, not a file line
 
 
 def J(obj: Any) -> bytes:
@@ -499,11 +500,19 @@ CASES: list[Case] = [
         "ts-far-future-skew-leaves-range",
         J(trk(timestamp="9999-12-31T23:59:59Z", sentAt="2024-05-01T11:00:00Z")),
         "invalid_timestamp",
+        published=True,
     ),
     bad(
         "ts-year-1-skew-leaves-range",
         J(trk(timestamp="0001-01-01T00:00:00Z", sentAt="2024-05-01T13:00:00Z")),
         "invalid_timestamp",
+        published=True,
+    ),
+    ok(
+        # A file line has no receive time of its own: no skew correction, no range error.
+        "ts-file-line-far-future-kept-as-sent",
+        J(trk(timestamp="9999-12-31T23:59:59Z", sentAt="2024-05-01T11:00:00Z")),
+        track_rows({}, timestamp="9999-12-31T23:59:59.000000Z", received_at=R),
     ),
     ok(
         "ts-pre-1970",
@@ -523,6 +532,18 @@ CASES: list[Case] = [
         "ts-skew-corrected",
         J(trk(timestamp="2024-05-01T11:59:50Z", sentAt="2024-05-01T12:00:01Z")),
         track_rows({}, timestamp="2024-05-01T11:59:49.000000Z", sent_at="2024-05-01T12:00:01.000000Z", original_timestamp="2024-05-01T11:59:50.000000Z"),
+        published=True,
+    ),
+    ok(
+        "ts-skew-corrected-against-payload-received-at",
+        J(trk(timestamp="2024-05-01T11:59:50Z", sentAt="2024-05-01T12:00:01Z", receivedAt="2024-05-01T12:00:00Z")),
+        track_rows({}, timestamp="2024-05-01T11:59:49.000000Z", original_timestamp="2024-05-01T11:59:50.000000Z"),
+    ),
+    ok(
+        # A month-old file read today: its events keep the time they happened.
+        "ts-month-old-file-line-keeps-its-time",
+        J(trk(timestamp="2024-04-01T09:00:00Z", sentAt="2024-04-01T09:00:02Z")),
+        track_rows({}, timestamp="2024-04-01T09:00:00.000000Z", original_timestamp="2024-04-01T09:00:00.000000Z", received_at=R),
     ),
     ok(
         "ts-received-at-from-payload",
@@ -676,6 +697,7 @@ CASES: list[Case] = [
             "batch": [trk(messageId="b1", timestamp="2024-05-01T11:59:59Z", context={"ip": "2.2.2.2"})],
         }),
         track_rows({}, id="b1", context_ip="2.2.2.2", context_locale="fr", sent_at="2024-05-01T12:00:01.000000Z", timestamp="2024-05-01T11:59:58.000000Z"),
+        published=True,
     ),
     ok("batch-key-with-type-is-one-event", J(trk(batch=[trk(messageId="b9")])), track_rows({}, id="m-1")),
     Case(
@@ -724,7 +746,10 @@ CASES: list[Case] = [
 
 def run_case(case: Case) -> list[Any]:
     return process_payload(
-        RawMessage(case.payload, case.attributes), RECEIVED, LOADED, case.config or ModelConfig()
+        RawMessage(case.payload, case.attributes, RECEIVED if case.published else None),
+        RECEIVED,
+        LOADED,
+        case.config or ModelConfig(),
     )
 
 
