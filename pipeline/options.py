@@ -14,7 +14,7 @@ from apache_beam.options.pipeline_options import (
     StandardOptions,
 )
 
-from pipeline.warehouse.client import is_emulator
+from pipeline.warehouse.client import checked_endpoint, is_emulator
 from pipeline.warehouse.config import WarehouseConfig
 from pipeline.warehouse.contracts import parse_contract
 from pipeline.warehouse.schema import MAX_COLUMNS
@@ -148,7 +148,8 @@ class OpenTrackOptions(PipelineOptions):
             "--bigquery_endpoint",
             default=None,
             help="BigQuery API endpoint, e.g. http://127.0.0.1:9050 for the local emulator "
-            "or a regional/private endpoint (default: Google's).",
+            "or an https:// regional/private endpoint (default: Google's); plain http:// "
+            "only on a loopback address.",
         )
         parser.add_argument(
             "--bigquery_storage_endpoint",
@@ -325,7 +326,7 @@ def warehouse_config(options: OpenTrackOptions) -> WarehouseConfig:
         raise ValueError("--request_timeout_seconds must be a positive number of seconds")
     return WarehouseConfig(
         project=project,
-        endpoint=options.bigquery_endpoint,
+        endpoint=checked_endpoint(options.bigquery_endpoint),
         storage_endpoint=options.bigquery_storage_endpoint,
         auto_table_management=auto_table_management_default() if auto is None else auto,
         settings=TableSettings(

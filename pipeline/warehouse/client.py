@@ -3,7 +3,8 @@
 An endpoint (``--bigquery_endpoint``) points the client at an emulator or a
 regional/private endpoint. Anonymous credentials are used only for a loopback
 endpoint (the local emulator); anything else uses Application Default
-Credentials, as the google-cloud libraries do.
+Credentials, as the google-cloud libraries do, and so must be ``https://``: a
+plain ``http://`` endpoint elsewhere would carry the tokens in clear.
 
 Every request gets a timeout: the library's default is none at all, so a
 server that accepts a connection and never answers would stall a worker
@@ -48,6 +49,29 @@ def is_emulator(endpoint: str | None) -> bool:
     return bool(endpoint) and urlparse(endpoint).hostname in _LOOPBACK
 
 
+def checked_endpoint(endpoint: str | None) -> str | None:
+    """``endpoint`` if it is safe to send credentials to, else ``ValueError``: an
+    ``https://`` URL, or ``http://`` on a loopback address (the local emulator, which
+    gets no credentials at all)."""
+    if not endpoint:
+        return None
+    parsed = urlparse(endpoint)
+    if parsed.scheme == "https" and parsed.hostname:
+        return endpoint
+    if parsed.scheme == "http" and parsed.hostname in _LOOPBACK:
+        return endpoint
+    if parsed.scheme == "http" and parsed.hostname:
+        raise ValueError(
+            f"--bigquery_endpoint={endpoint}: plain http:// is accepted only on a loopback "
+            "address (127.0.0.1, localhost, [::1]); anywhere else use https://, so that "
+            "credentials never travel in clear"
+        )
+    raise ValueError(
+        f"--bigquery_endpoint={endpoint}: expected https://HOST[:PORT] (or "
+        "http://127.0.0.1:PORT for the local emulator)"
+    )
+
+
 def make_client(
     project: str,
     endpoint: str | None = None,
@@ -56,6 +80,7 @@ def make_client(
 ) -> bigquery.Client:
     """A BigQuery client for ``project``, optionally at ``endpoint``, whose requests
     time out after ``request_timeout`` seconds unless a call sets its own."""
+    endpoint = checked_endpoint(endpoint)
     options = {"api_endpoint": endpoint} if endpoint else None
     if is_emulator(endpoint):
         credentials: Credentials = AnonymousCredentials()

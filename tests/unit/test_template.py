@@ -132,8 +132,8 @@ EXAMPLES: dict[str, tuple[list[str], list[str]]] = {
         ["Test-Project", "my_project", "p", "test-project-", ""],
     ),
     "bigquery_endpoint": (
-        ["http://127.0.0.1:9050", "https://bigquery.googleapis.com/"],
-        ["127.0.0.1:9050", "ftp://host", "http://", ""],
+        ["http://127.0.0.1:9050", "https://bigquery.googleapis.com/", "http://localhost:9050/"],
+        ["127.0.0.1:9050", "ftp://host", "http://", "", "http://bigquery.example.com:9050"],
     ),
     "bigquery_storage_endpoint": (
         ["127.0.0.1:9060", "bigquerystorage.googleapis.com:443"],
