@@ -12,11 +12,13 @@ pipeline option passed through (``--bigquery_project``, ``--source_name``...).
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import date, timedelta
 from typing import Sequence
 
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline.options import OptionError, refuse_unknown_arguments
 from pipeline.run import counters, run
 
 MAX_DAYS = 366
@@ -50,6 +52,11 @@ def _parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
 
 def main(argv: Sequence[str]) -> int:
     args, pipeline_args = _parse(argv)
+    try:
+        refuse_unknown_arguments(pipeline_args)
+    except OptionError as error:
+        print(f"opentrack backfill: error: {error}", file=sys.stderr)
+        return 2
     patterns = day_patterns(args.input_prefix, args.first, args.last)
     found = files_per_pattern(patterns)
     for pattern, count in found.items():
@@ -62,9 +69,13 @@ def main(argv: Sequence[str]) -> int:
     if any(a.startswith("--write_mode") for a in pipeline_args):
         raise SystemExit("opentrack backfill: always writes with --write_mode=insert_missing_by_id")
     present = [pattern for pattern, count in found.items() if count]
-    result = run(
-        [f"--input={','.join(present)}", "--write_mode=insert_missing_by_id", *pipeline_args]
-    )
+    try:
+        result = run(
+            [f"--input={','.join(present)}", "--write_mode=insert_missing_by_id", *pipeline_args]
+        )
+    except OptionError as error:
+        print(f"opentrack backfill: error: {error}", file=sys.stderr)
+        return 2
     for name, value in sorted(counters(result).items()):
         print(f"    {name:<48} {value:>9}")
     return 0

@@ -9,7 +9,7 @@ from apache_beam.coders import BytesCoder
 from apache_beam.io import ReadAllFromText, ReadFromText
 from apache_beam.pvalue import AsDict, PCollection
 
-from pipeline.options import OpenTrackOptions, model_config, warehouse_config
+from pipeline.options import OpenTrackOptions, OptionError, model_config, warehouse_config
 from pipeline.warehouse.config import WarehouseConfig
 from transforms.deadletter import DEAD_LETTER_SCHEMA
 from transforms.event_model import (
@@ -83,7 +83,7 @@ def write_to_bigquery(
     all_rows = (model.rows, early_dead) | "RowsAndDeadLetters" >> beam.Flatten()
 
     if warehouse.write_mode == "insert_missing_by_id" and not warehouse.auto_table_management:
-        raise ValueError("--write_mode=insert_missing_by_id needs automatic table management")
+        raise OptionError("--write_mode=insert_missing_by_id needs automatic table management")
     if warehouse.auto_table_management:
         dead_letter_tables = model.rows | "DeadLetterTablePerDataset" >> beam.Map(
             lambda row: ((row.dataset, DEAD_LETTER_TABLE), DEAD_LETTER_SCHEMA)
@@ -132,7 +132,7 @@ def build_graph(
     apart the files of the slices of one sliced run (``pipeline.slicing``)."""
     options = pipeline.options.view_as(OpenTrackOptions)
     if not options.input:
-        raise ValueError("--input is required: a file pattern of JSONL events")
+        raise OptionError("--input is required: a file pattern of JSONL events")
     config = model_config(options)
     default_source = config.sources.default_source
     model = read_files(pipeline, options.input) | "EventModel" >> EventsToRows(config, clock)

@@ -5,7 +5,10 @@ The Flex Template's metadata.json mirrors this class; a test keeps them equal.
 
 from __future__ import annotations
 
+import argparse
+import difflib
 import os
+from typing import NoReturn, Sequence
 
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import (
@@ -20,6 +23,7 @@ from pipeline.warehouse.contracts import parse_contract
 from pipeline.warehouse.schema import MAX_COLUMNS
 from pipeline.warehouse.manager import TableSettings
 from transforms.chain import ModelConfig
+from transforms.normalize import STANDARD_COLUMNS
 from transforms.route import DEFAULT_SOURCE, DEFAULT_SOURCE_ATTRIBUTE, SourceConfig
 from transforms.validate import Limits
 
@@ -27,6 +31,18 @@ _DEFAULT_LIMITS = Limits()
 AUTO_TABLE_MANAGEMENT_ENV = "BIGQUERY_AUTO_TABLE_MANAGEMENT"
 WRITE_METHODS = ("FILE_LOADS", "STREAMING_INSERTS", "STORAGE_WRITE_API")
 WRITE_MODES = ("append", "insert_missing_by_id")
+# TIMESTAMP columns every event table has, whatever its events carry: the only columns a
+# --partition_field can name and be sure to partition every table (sent_at and
+# original_timestamp are missing from events without sentAt or a client timestamp).
+PARTITION_FIELDS = ("timestamp", "received_at", "loaded_at", "uuid_ts")
+# Segment's own columns (never FLOAT, so each may cluster); a table without one of them
+# (``event`` outside track tables) is clustered on the others.
+CLUSTERING_FIELDS = tuple(STANDARD_COLUMNS)
+MAX_CLUSTERING_FIELDS = 4  # BigQuery's limit
+
+
+class OptionError(ValueError):
+    """An option that is wrong, or that would do nothing: refused before the run starts."""
 
 
 def _flag(text: str) -> bool:
@@ -173,12 +189,15 @@ class OpenTrackOptions(PipelineOptions):
         parser.add_argument(
             "--partition_field",
             default="timestamp",
-            help="TIMESTAMP column new event tables are DAY-partitioned on (default timestamp).",
+            help="TIMESTAMP column new event tables are DAY-partitioned on: "
+            f"{', '.join(PARTITION_FIELDS)} (default timestamp).",
         )
         parser.add_argument(
             "--clustering_fields",
             default="",
-            help="Comma-separated columns new tables are clustered on, when present (max 4).",
+            help="Comma-separated columns new tables are clustered on (at most 4), from "
+            "Segment's columns: " + ", ".join(CLUSTERING_FIELDS) + "; a table without one "
+            "is clustered on the others.",
         )
         parser.add_argument(
             "--partition_expiration_days",
@@ -288,11 +307,76 @@ def contract_retention(path: str) -> dict[str, int | None]:
     return retention
 
 
+def _parse_with_beam(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(arguments no option takes, every valid flag), by Beam's own parser of every
+    option class, ours and Beam's (Beam itself only warns about the unknown and runs on)."""
+    seen: list[tuple[list[str], list[str]]] = []
+
+    def refuse(message: str) -> NoReturn:
+        raise OptionError(message)  # not argparse's usage of ~200 lines and exit
+
+    def parse(parser: argparse.ArgumentParser) -> None:
+        # Parsed here, before Beam adds the unknown arguments to this same parser.
+        parser.error = refuse  # type: ignore[method-assign]
+        _, unknown = parser.parse_known_args(list(argv))
+        seen.append((unknown, [f for action in parser._actions for f in action.option_strings]))
+
+    PipelineOptions(list(argv)).get_all_options(
+        add_extra_args_fn=parse, retain_unknown_options=True
+    )
+    return seen[0]
+
+
+def refuse_unknown_arguments(argv: Sequence[str]) -> None:
+    """``OptionError`` naming the first unknown argument and the nearest valid option."""
+    unknown, valid = _parse_with_beam(argv)
+    if not unknown:
+        return
+    first = unknown[0]
+    close = difflib.get_close_matches(first.split("=", 1)[0], valid, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise OptionError(
+        f"unknown argument {first}{hint}; `opentrack run --help` lists every option"
+    )
+
+
+def table_settings(options: OpenTrackOptions) -> TableSettings:
+    """How new tables are made; a partition or clustering column that could not apply
+    to the tables is refused (BigQuery would silently make them unpartitioned)."""
+    if options.partition_field not in PARTITION_FIELDS:
+        raise OptionError(
+            f"--partition_field={options.partition_field}: new tables can be partitioned "
+            f"on {', '.join(PARTITION_FIELDS)} (TIMESTAMP columns every event table has)"
+        )
+    clustering = tuple(c.strip() for c in (options.clustering_fields or "").split(",") if c.strip())
+    wrong = [c for c in clustering if c not in CLUSTERING_FIELDS]
+    if wrong:
+        raise OptionError(
+            f"--clustering_fields: {', '.join(wrong)} is not one of Segment's columns "
+            f"({', '.join(CLUSTERING_FIELDS)})"
+        )
+    if len(clustering) > MAX_CLUSTERING_FIELDS or len(set(clustering)) < len(clustering):
+        raise OptionError(
+            f"--clustering_fields={options.clustering_fields}: at most "
+            f"{MAX_CLUSTERING_FIELDS} distinct columns"
+        )
+    days = options.partition_expiration_days
+    if days is not None and days <= 0:
+        raise OptionError("--partition_expiration_days must be a positive number of days")
+    return TableSettings(
+        location=options.location,
+        partition_field=options.partition_field,
+        clustering_fields=clustering,
+        partition_expiration_days=days,
+        retention_days=contract_retention(options.contracts) if options.contracts else {},
+    )
+
+
 def write_method(options: OpenTrackOptions) -> str:
     """--write_method, or the default for batch (FILE_LOADS) or streaming (STORAGE_WRITE_API)."""
     streaming = options.view_as(StandardOptions).streaming
     if streaming and options.write_method == "FILE_LOADS":
-        raise ValueError(
+        raise OptionError(
             "--write_method=FILE_LOADS is for batch runs: a streaming run writes with "
             "STORAGE_WRITE_API (the default) or STREAMING_INSERTS"
         )
@@ -302,7 +386,7 @@ def write_method(options: OpenTrackOptions) -> str:
         and is_emulator(options.bigquery_endpoint)
         and not options.bigquery_storage_endpoint
     ):
-        raise ValueError(
+        raise OptionError(
             "--write_method=STORAGE_WRITE_API (the streaming default) with a local "
             "--bigquery_endpoint needs --bigquery_storage_endpoint=127.0.0.1:PORT, the "
             "emulator's gRPC port ($OPENTRACK_BIGQUERY_STORAGE_ENDPOINT after `opentrack "
@@ -315,29 +399,25 @@ def warehouse_config(options: OpenTrackOptions) -> WarehouseConfig:
     """Where and how rows are written, from the pipeline options."""
     project = options.bigquery_project or options.view_as(GoogleCloudOptions).project
     if not project:
-        raise ValueError("--bigquery_project (or --project) is required to write to BigQuery")
+        raise OptionError("--bigquery_project (or --project) is required to write to BigQuery")
     auto = options.auto_table_management
     if not options.skip_invalid_rows:
-        raise ValueError(
+        raise OptionError(
             "--skip_invalid_rows=false is not supported: Beam's streaming inserts always "
             "load the valid rows of a request and report each invalid row (a dead letter)"
         )
     if not options.request_timeout_seconds > 0:
-        raise ValueError("--request_timeout_seconds must be a positive number of seconds")
+        raise OptionError("--request_timeout_seconds must be a positive number of seconds")
+    try:
+        endpoint = checked_endpoint(options.bigquery_endpoint)
+    except ValueError as error:
+        raise OptionError(str(error)) from None
     return WarehouseConfig(
         project=project,
-        endpoint=checked_endpoint(options.bigquery_endpoint),
+        endpoint=endpoint,
         storage_endpoint=options.bigquery_storage_endpoint,
         auto_table_management=auto_table_management_default() if auto is None else auto,
-        settings=TableSettings(
-            location=options.location,
-            partition_field=options.partition_field,
-            clustering_fields=tuple(
-                c.strip() for c in (options.clustering_fields or "").split(",") if c.strip()
-            ),
-            partition_expiration_days=options.partition_expiration_days,
-            retention_days=contract_retention(options.contracts) if options.contracts else {},
-        ),
+        settings=table_settings(options),
         cache_ttl=options.schema_cache_ttl_seconds,
         request_timeout=options.request_timeout_seconds,
         write_method=write_method(options),

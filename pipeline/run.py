@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,7 +28,7 @@ from apache_beam.runners.runner import PipelineResult, PipelineState
 
 from pipeline.graph import build_graph
 from pipeline.streaming_graph import build_streaming_graph
-from pipeline.options import OpenTrackOptions
+from pipeline.options import OpenTrackOptions, OptionError, refuse_unknown_arguments
 from pipeline.slicing import estimated_bytes, input_paths, run_sliced
 from pipeline.summary import RunSummary
 from transforms.file_sink import FILE_SUFFIX
@@ -161,8 +162,13 @@ def run_until_stopped(argv: Sequence[str], poll_seconds: float = 5.0) -> Pipelin
 
 
 def main(argv: Sequence[str]) -> int:
-    streaming = pipeline_options(argv).view_as(StandardOptions).streaming
-    result = run_until_stopped(argv) if streaming else run(argv)
+    try:
+        refuse_unknown_arguments(argv)
+        streaming = pipeline_options(argv).view_as(StandardOptions).streaming
+        result = run_until_stopped(argv) if streaming else run(argv)
+    except OptionError as error:
+        print(f"opentrack run: error: {error}", file=sys.stderr)
+        return 2
     print("counters:")
     for name, value in sorted(counters(result).items()):
         print(f"    {name:<48} {value:>9}")

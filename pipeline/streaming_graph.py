@@ -16,7 +16,7 @@ from apache_beam.pvalue import AsSingleton, PCollection
 from apache_beam.transforms import trigger, window
 from apache_beam.transforms.periodicsequence import PeriodicImpulse
 
-from pipeline.options import OpenTrackOptions, model_config, warehouse_config
+from pipeline.options import OpenTrackOptions, OptionError, model_config, warehouse_config
 from pipeline.warehouse.config import WarehouseConfig
 from transforms.chain import RawMessage
 from transforms.event_model import DEAD_LETTERS, Clock, EventsToRows, EventsToRowsResult, utc_now
@@ -131,7 +131,7 @@ def build_streaming_graph(pipeline: beam.Pipeline, clock: Clock = utc_now) -> Ev
     """Pub/Sub -> rows in BigQuery, as the pipeline's options say."""
     options = pipeline.options.view_as(OpenTrackOptions)
     if not options.subscription:
-        raise ValueError("--subscription projects/P/subscriptions/S is required with --streaming")
+        raise OptionError("--subscription projects/P/subscriptions/S is required with --streaming")
     config = model_config(options)
     warehouse = warehouse_config(options)
     default_source = config.sources.default_source
