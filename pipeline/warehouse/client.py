@@ -14,11 +14,12 @@ library's retry treats as transient and retries within ``RETRY``'s deadline.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 from urllib.parse import urlparse
 
 import google.auth
 from google.api_core import exceptions
+from google.api_core.retry import exponential_sleep_generator
 from google.auth.credentials import AnonymousCredentials, Credentials
 from google.auth.transport.requests import AuthorizedSession
 from google.cloud import bigquery
@@ -29,6 +30,11 @@ from google.cloud.bigquery.retry import DEFAULT_RETRY
 # only its deadline is ours.
 RETRY = DEFAULT_RETRY.with_deadline(120.0)
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+# Backoff between attempts after a 409/412 (another writer changed the resource first):
+# full jitter, so writers that raced do not collide again in step; at most ~8 s over
+# the 5 pauses of 6 attempts (bounds 0.25, 0.5, 1, 2, 4 s).
+CONFLICT_BACKOFF_INITIAL_S = 0.25
+CONFLICT_BACKOFF_MAX_S = 4.0
 REQUEST_TIMEOUT_S = 60.0  # per HTTP request; --request_timeout_seconds
 
 
@@ -43,6 +49,14 @@ class _TimeoutSession(AuthorizedSession):
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self.default_timeout
         return super().request(method, url, *args, **kwargs)
+
+
+def conflict_backoff() -> Iterator[float]:
+    """Pauses before each retry after a conflict: google-api-core's truncated exponential
+    backoff with full jitter (the one its own retries use)."""
+    return exponential_sleep_generator(
+        CONFLICT_BACKOFF_INITIAL_S, CONFLICT_BACKOFF_MAX_S, multiplier=2.0
+    )
 
 
 def is_emulator(endpoint: str | None) -> bool:

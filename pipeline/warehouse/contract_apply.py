@@ -27,6 +27,7 @@ partition expiration without enforcing it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -34,7 +35,13 @@ from google.api_core.exceptions import GoogleAPIError
 from google.cloud import bigquery
 
 from pipeline.warehouse import identifiers
-from pipeline.warehouse.client import RETRY, Conflict, NotFound, PreconditionFailed
+from pipeline.warehouse.client import (
+    RETRY,
+    Conflict,
+    NotFound,
+    PreconditionFailed,
+    conflict_backoff,
+)
 from pipeline.warehouse.contracts import (
     NULLABLE,
     TYPE_DRIFT,
@@ -268,7 +275,10 @@ def _apply_dataset(
     failed: Callable[[str], None],
 ) -> bool:
     """True when the dataset exists afterwards (its tables can be applied)."""
-    for _ in range(MAX_ATTEMPTS):
+    pauses = conflict_backoff()
+    for attempt in range(MAX_ATTEMPTS):
+        if attempt:
+            time.sleep(next(pauses))  # after a 409/412: back off, then re-read
         live = _get_dataset(client, project, declared.name)
         if live is None:
             try:
@@ -319,7 +329,10 @@ def _apply_table(
 ) -> None:
     name = f"{dataset}.{declared.name}"
     widened: set[str] = set()
-    for _ in range(MAX_ATTEMPTS):
+    pauses = conflict_backoff()
+    for attempt in range(MAX_ATTEMPTS):
+        if attempt:
+            time.sleep(next(pauses))  # after a 409/412: back off, then re-read
         live = _get_table(client, project, dataset, declared.name)
         if live is None:
             try:

@@ -31,7 +31,13 @@ from google.api_core.exceptions import GoogleAPIError
 from google.cloud import bigquery
 
 from pipeline.warehouse import identifiers, views
-from pipeline.warehouse.client import RETRY, Conflict, NotFound, PreconditionFailed
+from pipeline.warehouse.client import (
+    RETRY,
+    Conflict,
+    NotFound,
+    PreconditionFailed,
+    conflict_backoff,
+)
 from pipeline.warehouse.schema import (
     MAX_COLUMNS,
     SchemaPlan,
@@ -132,6 +138,7 @@ class SchemaManager:
         self._cache: dict[tuple[str, str], tuple[float, dict[str, str] | None]] = {}
         self._datasets: set[str] = set()
         self._rate = _UpdateRate(sleep, clock)
+        self._sleep = sleep
         self._lock = threading.Lock()  # the shared maps: cache, table locks, call counts
         self._table_locks: dict[tuple[str, str], threading.RLock] = {}
         self._dataset_lock = threading.Lock()
@@ -202,6 +209,7 @@ class SchemaManager:
                 if not plan.changes:
                     return SchemaResult(cached, plan.refused, changed=False)
             raced = False
+            pauses = conflict_backoff()
             for attempt in range(1, MAX_ATTEMPTS + 1):
                 live = self._fetch(dataset, table)
                 current = from_api(live.schema) if live is not None else None
@@ -220,8 +228,16 @@ class SchemaManager:
                 except (PreconditionFailed, Conflict) as race:
                     # Another worker changed the table first: re-read and re-plan.
                     raced = True
-                    self._count("conflict_retry")
-                    _LOG.info("%s.%s changed under us (%s), attempt %d", dataset, table, race.code, attempt)
+                    _LOG.info(
+                        "%s.%s changed under us (%s), attempt %d", dataset, table, race.code, attempt
+                    )
+                    if attempt < MAX_ATTEMPTS:
+                        self._count("conflict_retry")
+                        pause = next(pauses)
+                        Metrics.counter("opentrack", "bigquery_schema_conflict_backoff_ms").inc(
+                            round(pause * 1000)
+                        )
+                        self._sleep(pause)
             raise RuntimeError(f"{dataset}.{table}: schema still racing after {MAX_ATTEMPTS} attempts")
 
     def ensure_dataset(self, dataset: str) -> None:

@@ -9,7 +9,13 @@ import pytest
 from google.api_core.exceptions import PreconditionFailed
 from google.cloud import bigquery
 
-from pipeline.warehouse.manager import SCHEMA_VERSION_LABEL, SchemaManager, TableSettings
+from pipeline.warehouse.client import CONFLICT_BACKOFF_INITIAL_S, CONFLICT_BACKOFF_MAX_S
+from pipeline.warehouse.manager import (
+    MAX_ATTEMPTS,
+    SCHEMA_VERSION_LABEL,
+    SchemaManager,
+    TableSettings,
+)
 from pipeline.warehouse.schema import plan_schema
 
 _names = itertools.count()
@@ -177,10 +183,12 @@ def test_two_managers_racing_end_with_the_union_of_both_changes(bq_client) -> No
     with pytest.raises(PreconditionFailed):
         bq_client.update_table(stale_copy, ["schema"])
 
-    second = _StaleFirstRead(stale, bq_client, bq_client.project, TableSettings())
+    slept: list[float] = []
+    second = _StaleFirstRead(stale, bq_client, bq_client.project, TableSettings(), sleep=slept.append)
     result = second.ensure(dataset, "identifies", {**BASE, "plan": "STRING"})
 
     assert second.api_calls["conflict_retry"] == 1
+    assert len(slept) == 1 and 0 <= slept[0] <= CONFLICT_BACKOFF_INITIAL_S
     table = bq_client.get_table(f"{bq_client.project}.{dataset}.identifies")
     assert {f.name for f in table.schema} == set(BASE) | {"email", "plan"}
     assert set(result.schema) == set(BASE) | {"email", "plan"}
@@ -234,3 +242,47 @@ def test_contract_retention_applies_at_creation_table_over_dataset_over_option(b
     assert expiration(dataset, "interactions") == 731 * 86_400_000  # its dataset's default
     assert expiration(dataset, "forever") is None  # declared: never
     assert expiration(other, "pages") == 30 * 86_400_000  # --partition_expiration_days
+
+
+class _AlwaysStale(SchemaManager):
+    """A manager that always reads the table as it was before a rival's change: every
+    patch it sends carries an old ETag and is refused with 412."""
+
+    def __init__(self, stale: bigquery.Table, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._stale = stale
+
+    def _fetch(self, dataset: str, table: str) -> bigquery.Table | None:
+        return bigquery.Table.from_api_repr(self._stale.to_api_repr())
+
+
+def test_conflict_retries_back_off_exponentially_with_jitter_then_give_up(bq_client) -> None:
+    dataset = fresh_dataset()
+    first = manager(bq_client)
+    first.ensure(dataset, "identifies", BASE)
+    stale = bq_client.get_table(f"{bq_client.project}.{dataset}.identifies")
+    first.ensure(dataset, "identifies", {**BASE, "email": "STRING"})
+    slept: list[float] = []
+    now = [0.0]
+
+    def sleep(pause: float) -> None:
+        slept.append(pause)
+        now[0] += pause
+
+    racing = _AlwaysStale(
+        stale, bq_client, bq_client.project, TableSettings(), clock=lambda: now[0], sleep=sleep
+    )
+
+    with pytest.raises(RuntimeError, match="still racing after 6 attempts"):
+        racing.ensure(dataset, "identifies", {**BASE, "plan": "STRING"})
+
+    # One pause between each two of the 6 attempts, each within its doubling bound, and
+    # counted; then the 6th patch waits for the table's update pacing (5 per 10 s).
+    assert racing.api_calls["conflict_retry"] == MAX_ATTEMPTS - 1
+    backoffs, pacing = slept[: MAX_ATTEMPTS - 1], slept[MAX_ATTEMPTS - 1 :]
+    bounds = [min(CONFLICT_BACKOFF_INITIAL_S * 2**k, CONFLICT_BACKOFF_MAX_S) for k in range(5)]
+    assert all(0 <= pause <= bound for pause, bound in zip(backoffs, bounds, strict=True))
+    assert len(set(backoffs)) > 1  # jittered, not in step with a rival's retries
+    assert len(pacing) <= 1 and all(0 < pause <= 10 for pause in pacing)
+    table = bq_client.get_table(f"{bq_client.project}.{dataset}.identifies")
+    assert "plan" not in {f.name for f in table.schema}
