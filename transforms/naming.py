@@ -43,10 +43,17 @@ a natural one):
   them); an empty slug becomes ``_`` + hash; a slug that is one of the fixed
   tables (``tracks``, ``identifies``, ``users``, ``pages``, ``screens``,
   ``groups``, ``aliases``) or ends in ``_view`` (reserved for the dedup
-  views) gets the suffix ``_event``; names stay under 1024 characters
-  including a ``_view`` suffix.
+  views) or that BigQuery gives a meaning of its own (``information_schema``,
+  which names the metadata views ``<dataset>.INFORMATION_SCHEMA.*``) gets the
+  suffix ``_event``; names stay under 1024 characters including a ``_view``
+  suffix. BigQuery's legacy meta-tables (``__TABLES__``, ``__TABLES_SUMMARY__``,
+  ``__PARTITIONS_SUMMARY__``) and decorated names (``$``, ``@``, ``*``) cannot
+  occur: snake_case never starts with ``_`` and keeps only ``[a-z0-9_]``.
 * datasets: snake_case of the source name; empty is an error (the event
-  cannot be routed); over 1024 characters it is cut with a hash.
+  cannot be routed); ``information_schema`` (BigQuery's metadata views: a
+  dataset of that name takes loads, but its tables cannot be queried nor its
+  views made) gets the suffix ``_source``; over 1024 characters it is cut with
+  a hash. A leading ``_`` (a hidden dataset) cannot occur.
 """
 
 from __future__ import annotations
@@ -65,6 +72,10 @@ FIXED_TABLES: Final = frozenset(
 )
 DEAD_LETTER_TABLE: Final = "_opentrack_dead_letters"
 RESERVED_TABLE_SUFFIX: Final = "_event"
+RESERVED_DATASET_SUFFIX: Final = "_source"
+# Names BigQuery gives a meaning of its own, as snake_case can spell them.
+BIGQUERY_RESERVED_TABLES: Final = frozenset({"information_schema"})
+BIGQUERY_RESERVED_DATASETS: Final = frozenset({"information_schema"})
 VIEW_SUFFIX: Final = "_view"
 
 # BigQuery rejects column names starting with these (case-insensitively).
@@ -132,7 +143,7 @@ def table_name(event: str) -> str:
     if not slug:
         return f"_{short_hash(event)}"
     slug = _truncate(slug, MAX_TABLE_LENGTH - len(RESERVED_TABLE_SUFFIX))
-    if slug in FIXED_TABLES or slug.endswith(VIEW_SUFFIX):
+    if slug in FIXED_TABLES or slug in BIGQUERY_RESERVED_TABLES or slug.endswith(VIEW_SUFFIX):
         slug += RESERVED_TABLE_SUFFIX
     return slug
 
@@ -142,6 +153,8 @@ def dataset_name(source: str) -> str:
     slug = snake_case(source)
     if not slug:
         raise ValueError(f"source name {source[:80]!r} has no ASCII letters or digits")
+    if slug in BIGQUERY_RESERVED_DATASETS:
+        return slug + RESERVED_DATASET_SUFFIX
     return _truncate(slug, MAX_DATASET_LENGTH)
 
 

@@ -408,12 +408,11 @@ def _labels(value: Any, path: str, problems: _Problems) -> dict[str, str]:
 
 
 def _column_name(value: Any, path: str, problems: _Problems) -> str | None:
-    name = _name(identifiers.column, value, path, problems)
-    if name is None:
-        return None
+    # The reserved prefixes first: their refusal says more than the identifier check's.
+    name = value if isinstance(value, str) else ""
     reserved = next((p for p in RESERVED_PREFIXES if name.upper().startswith(p)), None)
     if reserved is None:
-        return name
+        return _name(identifiers.column, value, path, problems)
     hint = (
         " The partition date of a row is DATE(<partition column>): declare "
         "`partitioning: {field: created_at}` and filter on DATE(created_at)."

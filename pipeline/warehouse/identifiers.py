@@ -2,17 +2,28 @@
 
 Table and column names come from user data. They are produced by
 ``transforms.naming`` and so already safe, but this module does not trust
-that: anything outside BigQuery's rules is refused before it is quoted.
+that: anything outside BigQuery's rules is refused before it is quoted, and so
+are the names BigQuery gives a meaning of its own (``INFORMATION_SCHEMA`` as a
+dataset or table, the legacy meta-tables ``__TABLES__``..., the column prefixes
+it reserves), in any case.
 """
 
 from __future__ import annotations
 
 import re
 
+from transforms.naming import RESERVED_COLUMN_PREFIXES
+
 _PROJECT = re.compile(r"^(?:[a-z][a-z0-9.-]{0,61}[a-z0-9]:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 _DATASET = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
 _TABLE = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
 _COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,299}$")
+
+
+_RESERVED_DATASETS = frozenset({"information_schema"})
+_RESERVED_TABLES = frozenset(
+    {"information_schema", "__tables__", "__tables_summary__", "__partitions_summary__"}
+)
 
 
 class InvalidIdentifier(ValueError):
@@ -25,20 +36,29 @@ def _checked(kind: str, pattern: re.Pattern[str], name: str) -> str:
     return name
 
 
+def _unreserved(kind: str, name: str, reserved: bool) -> str:
+    if reserved:
+        raise InvalidIdentifier(f"{name[:80]!r} is a {kind} name BigQuery reserves")
+    return name
+
+
 def project_id(name: str) -> str:
     return _checked("project", _PROJECT, name)
 
 
 def dataset_id(name: str) -> str:
-    return _checked("dataset", _DATASET, name)
+    _checked("dataset", _DATASET, name)
+    return _unreserved("dataset", name, name.lower() in _RESERVED_DATASETS)
 
 
 def table_id(name: str) -> str:
-    return _checked("table", _TABLE, name)
+    _checked("table", _TABLE, name)
+    return _unreserved("table", name, name.lower() in _RESERVED_TABLES)
 
 
 def column(name: str) -> str:
-    return _checked("column", _COLUMN, name)
+    _checked("column", _COLUMN, name)
+    return _unreserved("column", name, name.lower().startswith(RESERVED_COLUMN_PREFIXES))
 
 
 def quoted_table(project: str, dataset: str, table: str) -> str:

@@ -417,6 +417,15 @@ CASES: list[Case] = [
     ok("event-named-users", J(trk(event="users")), track_rows({}, "users_event")),
     ok("event-named-identifies", J(trk(event="Identifies")), track_rows({}, "identifies_event")),
     ok("event-ending-in-view", J(trk(event="Order View")), track_rows({}, "order_view_event")),
+    # BigQuery's metadata views: a dataset or table of this name cannot be queried.
+    ok("event-named-information-schema", J(trk(event="INFORMATION_SCHEMA")), track_rows({}, "information_schema_event", event_text="INFORMATION_SCHEMA")),
+    ok(
+        "source-named-information-schema",
+        J(trk()),
+        track_rows({}),
+        attributes={"source": "INFORMATION_SCHEMA"},
+        dataset="information_schema_source",
+    ),
     ok("event-leading-digits", J(trk(event="3D Secure")), track_rows({}, "3d_secure")),
     ok("event-1500-chars", J(trk(event=LONG_EVENT)), {"tracks": 1}, check=_long_event_check, unnamed=1),
     bad("event-empty", J(trk(event="")), "missing_event"),

@@ -92,6 +92,22 @@ def test_issue_dataset_example() -> None:
     assert dataset_name("Production Site") == "production_site"
 
 
+@pytest.mark.parametrize("source", ["INFORMATION_SCHEMA", "information_schema", "Information Schema"])
+def test_a_source_named_like_bigquerys_metadata_views_gets_a_dataset_of_its_own(source: str) -> None:
+    assert dataset_name(source) == "information_schema_source"
+
+
+@pytest.mark.parametrize("event", ["INFORMATION_SCHEMA", "Information Schema", "information_schema"])
+def test_an_event_named_like_bigquerys_metadata_views_gets_the_event_suffix(event: str) -> None:
+    assert table_name(event) == "information_schema_event"
+
+
+@pytest.mark.parametrize("event", ["__TABLES__", "__TABLES_SUMMARY__", "__PARTITIONS_SUMMARY__"])
+def test_bigquerys_legacy_meta_table_names_cannot_be_spelt(event: str) -> None:
+    name = table_name(event)
+    assert not name.startswith("_") and name.upper() != event
+
+
 # ---------------------------------------------------------------------------
 # go-snakecase upstream samples (snake_test.go)
 # ---------------------------------------------------------------------------
