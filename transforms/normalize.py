@@ -109,6 +109,10 @@ class TableRow(NamedTuple):
     # write, load): replay re-feeds the event, never the flattened row. None for rows
     # that are not an event's (dead letters, users).
     event: bytes | dict[str, Any] | None = None
+    # The text as sent of the timestamp-looking strings whose canonical form the row
+    # holds (column -> text), one dict shared by an event's rows: a column that turns
+    # out STRING stores the text as sent (``pipeline.warehouse.schema.fit_row``).
+    originals: dict[str, str] | None = None
 
 
 _table_row = builder(TableRow)
@@ -133,8 +137,10 @@ def _flatten(
     schema: dict[str, str],
     guard: _Guard | None,
     dropped: list[str] | None,
+    originals: dict[str, str],
 ) -> None:
-    """Flatten ``obj`` into ``row``/``schema`` under the column ``parent``.
+    """Flatten ``obj`` into ``row``/``schema`` under the column ``parent``; the text of
+    each timestamp written in canonical form goes to ``originals``.
 
     The hot loop of the product: scalar inference is inlined for the common
     JSON types and the name cache is read directly.
@@ -154,10 +160,10 @@ def _flatten(
             if len(value) >= 16 and value[4] == "-":
                 stamp = canonical_timestamp(value)
                 if stamp is not None:
-                    column_type, value = TIMESTAMP, stamp
+                    column_type, sent, value = TIMESTAMP, value, stamp
         elif kind is dict:
             if value:
-                _flatten(value, column, naming, row, schema, guard, dropped)
+                _flatten(value, column, naming, row, schema, guard, dropped, originals)
             continue
         elif kind is int and INT64_MIN <= value <= INT64_MAX:
             column_type = INTEGER
@@ -168,6 +174,7 @@ def _flatten(
         elif value is None:
             continue
         else:
+            sent = value
             column_type, value = infer(value)  # type: ignore[misc]
         if guard is not None and (
             column.startswith(_CONTEXT_PREFIX)
@@ -186,6 +193,8 @@ def _flatten(
             continue
         row[column] = value
         schema[column] = column_type
+        if column_type is TIMESTAMP and value != sent:  # ``sent`` is set for every TIMESTAMP
+            originals[column] = sent
 
 
 def _common(
@@ -194,6 +203,7 @@ def _common(
     receive_time_known: bool,
     loaded_at: str,
     naming: NamingConvention,
+    originals: dict[str, str],
 ) -> tuple[dict[str, Any], dict[str, str]]:
     event, _, message_id, user_id, anonymous_id, original, sent_at, given_received = valid
     correct_skew = receive_time_known or given_received is not None
@@ -235,7 +245,7 @@ def _common(
     )
     context = event.get("context")
     if context:
-        _flatten(context, "context", naming, row, schema, None, None)
+        _flatten(context, "context", naming, row, schema, None, None, originals)
     return row, schema
 
 
@@ -247,12 +257,13 @@ def _with_fields(
     reserved: frozenset[str],
     naming: NamingConvention,
     dropped: list[str] | None,
+    originals: dict[str, str],
 ) -> tuple[dict[str, Any], dict[str, str]]:
     row = dict(base)
     schema = dict(base_schema)
     if fields:
         guard = _guard((origin, base, reserved))
-        _flatten(fields, "", naming, row, schema, guard, dropped)
+        _flatten(fields, "", naming, row, schema, guard, dropped, originals)
     return row, schema
 
 
@@ -275,7 +286,8 @@ def normalize_event(
     is the canonical load time written to ``uuid_ts`` and ``loaded_at``; ``payload``,
     the event as received, rides along with every row but ``users``'."""
     event = valid.event
-    base, base_schema = _common(valid, received_at, receive_time_known, loaded_at, naming)
+    sent: dict[str, str] = {}
+    base, base_schema = _common(valid, received_at, receive_time_known, loaded_at, naming, sent)
     call = valid.type
 
     if call == "track":
@@ -285,18 +297,19 @@ def normalize_event(
         base["event_text"] = event_text
         base_schema["event"] = base_schema["event_text"] = STRING
         row, schema = _with_fields(
-            base, base_schema, event.get("properties"), "properties", TRACK_RESERVED, naming, dropped
+            base, base_schema, event.get("properties"), "properties", TRACK_RESERVED,
+            naming, dropped, sent,
         )
         return [
-            _table_row((dataset, table, row, schema, payload)),
-            _table_row((dataset, "tracks", base, base_schema, payload)),
+            _table_row((dataset, table, row, schema, payload, sent or None)),
+            _table_row((dataset, "tracks", base, base_schema, payload, sent or None)),
         ]
 
     if call == "identify":
         row, schema = _with_fields(
-            base, base_schema, event.get("traits"), "traits", COMMON_COLUMNS, naming, dropped
+            base, base_schema, event.get("traits"), "traits", COMMON_COLUMNS, naming, dropped, sent
         )
-        rows = [_table_row((dataset, "identifies", row, schema, payload))]
+        rows = [_table_row((dataset, "identifies", row, schema, payload, sent or None))]
         if valid.user_id is not None:
             users_row = {"id": valid.user_id}
             users_schema = {"id": STRING}
@@ -307,7 +320,7 @@ def normalize_event(
                 if column not in base:
                     users_row[column] = value
                     users_schema[column] = schema[column]
-            rows.append(_table_row((dataset, "users", users_row, users_schema, None)))
+            rows.append(_table_row((dataset, "users", users_row, users_schema, None, sent or None)))
         return rows
 
     if call in ("page", "screen"):
@@ -322,20 +335,20 @@ def normalize_event(
             base["category"] = event["category"]
             base_schema["category"] = STRING
         row, schema = _with_fields(
-            base, base_schema, properties, "properties", PAGE_RESERVED, naming, dropped
+            base, base_schema, properties, "properties", PAGE_RESERVED, naming, dropped, sent
         )
         table = "pages" if call == "page" else "screens"
-        return [_table_row((dataset, table, row, schema, payload))]
+        return [_table_row((dataset, table, row, schema, payload, sent or None))]
 
     if call == "group":
         base["group_id"] = str(event["groupId"])
         base_schema["group_id"] = STRING
         row, schema = _with_fields(
-            base, base_schema, event.get("traits"), "traits", GROUP_RESERVED, naming, dropped
+            base, base_schema, event.get("traits"), "traits", GROUP_RESERVED, naming, dropped, sent
         )
-        return [_table_row((dataset, "groups", row, schema, payload))]
+        return [_table_row((dataset, "groups", row, schema, payload, sent or None))]
 
     # alias
     base["previous_id"] = str(event["previousId"])
     base_schema["previous_id"] = STRING
-    return [_table_row((dataset, "aliases", base, base_schema, payload))]
+    return [_table_row((dataset, "aliases", base, base_schema, payload, sent or None))]

@@ -116,7 +116,7 @@ def fit_to_table(
         detail = f"{len(over_limit)} columns refused: {refused[over_limit[0]]}"
         return misfit_dead_letter(row, Reason.COLUMN_LIMIT, detail)
     try:
-        fitted = fit_row(row.row, row.schema, table_schema)
+        fitted = fit_row(row.row, row.schema, table_schema, row.originals)
     except RowMisfit as misfit:
         return misfit_dead_letter(row, Reason.SCHEMA_MISMATCH, str(misfit))
     return TableRow(row.dataset, row.table, fitted, row.schema, row.event)

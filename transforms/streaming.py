@@ -145,7 +145,7 @@ class RouteBySchema(beam.DoFn):
             plan = plan_schema(known, row.schema)
             if not plan.changes and not plan.refused:
                 try:
-                    fitted = fit_row(row.row, row.schema, known)
+                    fitted = fit_row(row.row, row.schema, known, row.originals)
                 except RowMisfit:
                     pass
                 else:

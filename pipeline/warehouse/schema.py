@@ -119,8 +119,16 @@ class RowMisfit(ValueError):
     """A row that cannot be stored in its table as the table is."""
 
 
-def fit_row(row: Mapping[str, Any], row_schema: Mapping[str, str], table: Mapping[str, str]) -> dict[str, Any]:
-    """The row with every value coerced to its column's type; raises ``RowMisfit``."""
+def fit_row(
+    row: Mapping[str, Any],
+    row_schema: Mapping[str, str],
+    table: Mapping[str, str],
+    originals: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The row with every value coerced to its column's type; raises ``RowMisfit``.
+
+    A timestamp the row holds in canonical form goes into a STRING column as it was
+    sent (``originals``): text stays text unless its column is TIMESTAMP."""
     fitted: dict[str, Any] = {}
     for name, value in row.items():
         column_type = table.get(name)
@@ -128,6 +136,9 @@ def fit_row(row: Mapping[str, Any], row_schema: Mapping[str, str], table: Mappin
             raise RowMisfit(f"no column {name!r} in the table")
         if column_type == row_schema.get(name) or column_type not in TYPES:
             fitted[name] = value
+            continue
+        if originals and column_type == STRING and name in originals:
+            fitted[name] = originals[name]
             continue
         try:
             fitted[name] = coerce(value, column_type)

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import apache_beam as beam
 from apache_beam.pvalue import AsDict
 from apache_beam.testing.util import assert_that, equal_to
 
 from tests.conftest import make_test_pipeline
+from transforms.chain import ModelConfig, RawMessage, process_payload
 from transforms.event_model import DEAD_LETTERS
 from transforms.normalize import TableRow
 from transforms.schema_sync import FitRows, UnionSchemas, table_schema_of
+
+RECEIVED = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
+LOADED = "2024-05-01T12:00:05.000000Z"
 
 
 def _row(table: str, row: dict, schema: dict) -> TableRow:
@@ -86,3 +92,43 @@ def test_fit_rows_coerces_to_the_final_schema_and_dead_letters_misfits() -> None
             ),
             label="dead_letters",
         )
+
+
+def test_a_timestamp_in_a_column_that_ends_string_keeps_the_text_it_was_sent_as() -> None:
+    payloads = [
+        b'{"type":"track","event":"Signed Up","messageId":"a","userId":"u",'
+        b'"properties":{"at":"2024-01-01T10:00:00+02:00","since":"2024-01-01 10:00:00Z"}}',
+        b'{"type":"track","event":"Signed Up","messageId":"b","userId":"u",'
+        b'"properties":{"at":"never","since":"2024-01-01T08:00:00Z"}}',
+    ]
+    rows = [
+        row
+        for payload in payloads
+        for row in process_payload(RawMessage(payload), RECEIVED, LOADED, ModelConfig())
+        if row.table == "signed_up"
+    ]
+    # The two rows union to at: STRING (a timestamp and "never"), since: TIMESTAMP.
+    with make_test_pipeline() as pipeline:
+        unions = (
+            pipeline
+            | "Rows" >> beam.Create(rows)
+            | beam.Map(table_schema_of)
+            | beam.CombinePerKey(UnionSchemas())
+            | beam.Map(lambda kv: (kv[0], (kv[1], {})))
+        )
+        fitted = (
+            pipeline
+            | "Again" >> beam.Create(rows)
+            | beam.ParDo(FitRows(), AsDict(unions)).with_outputs(DEAD_LETTERS, main="rows")
+        )
+        assert_that(
+            fitted.rows | beam.Map(lambda r: (r.row["id"], r.row["at"], r.row["since"])),
+            equal_to(
+                [
+                    ("a", "2024-01-01T10:00:00+02:00", "2024-01-01T10:00:00.000000Z"),
+                    ("b", "never", "2024-01-01T08:00:00.000000Z"),
+                ]
+            ),
+            label="rows",
+        )
+        assert_that(fitted[DEAD_LETTERS], equal_to([]), label="no_dead_letters")

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from pipeline.warehouse.schema import fit_row
 from transforms import timestamps
 from transforms.infer import coerce, infer, needs_rewrite, widen
 from transforms.timestamps import (
@@ -291,3 +292,16 @@ def test_coerce(value: Any, column_type: str, expected: Any) -> None:
 def test_coerce_into_narrower_column_raises(value: Any, column_type: str) -> None:
     with pytest.raises(ValueError):
         coerce(value, column_type)
+
+
+def test_fit_row_writes_a_timestamp_into_a_string_column_as_it_was_sent() -> None:
+    row = {"at": "2024-01-01T08:00:00.000000Z", "n": 1}
+    row_schema = {"at": "TIMESTAMP", "n": "INTEGER"}
+    originals = {"at": "2024-01-01T10:00:00+02:00"}
+    assert fit_row(row, row_schema, {"at": "STRING", "n": "STRING"}, originals) == {
+        "at": "2024-01-01T10:00:00+02:00",
+        "n": "1",
+    }
+    # A TIMESTAMP column keeps the canonical form; without originals, as before.
+    assert fit_row(row, row_schema, {"at": "TIMESTAMP", "n": "INTEGER"}, originals) == row
+    assert fit_row(row, row_schema, {"at": "STRING", "n": "INTEGER"})["at"] == row["at"]
