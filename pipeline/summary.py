@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
-from transforms.infer import widen
+from transforms.infer import INTEGER, WIDE_INTEGER, widen
 
 
 @dataclass
@@ -38,7 +38,9 @@ class RunSummary:
             table = self.tables[name]
             lines.append(f"{name:<48} {table.rows:>7}  {len(table.columns)} columns")
             for column in sorted(table.columns):
-                lines.append(f"    {column:<44} {table.columns[column]}")
+                kind = table.columns[column]
+                shown = f"{INTEGER} (values past 2**53)" if kind == WIDE_INTEGER else kind
+                lines.append(f"    {column:<44} {shown}")
         total = sum(self.dead_letters.values())
         lines.append(f"dead letters: {total}")
         for reason, count in sorted(self.dead_letters.items()):

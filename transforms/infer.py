@@ -2,13 +2,18 @@
 
 Rules: the type comes from the value itself.
 bool -> BOOLEAN (checked before int: ``bool`` is an ``int`` in Python),
-int -> INTEGER (FLOAT outside INT64, as JSON parsers do), float -> FLOAT,
+int -> INTEGER; an int FLOAT64 cannot hold exactly (beyond +-2**53) is marked
+``WIDE_INTEGER`` (an INTEGER column all the same, but one that may not widen to
+FLOAT: with floats it becomes STRING, digits kept); an int beyond INT64 (up to
+2**64 - 1, which the JSON parser still returns as an int) -> STRING of its digits;
+float -> FLOAT,
 a string with an ISO-8601 date *and* time -> TIMESTAMP (written in canonical
 UTC form), any other string -> STRING, arrays (and objects reached inside
 them) -> STRING holding compact JSON. ``None`` gives no column.
 
-Widening: INTEGER -> FLOAT -> STRING; BOOLEAN and TIMESTAMP -> STRING. A value
-meeting a wider column is coerced to it, never rejected.
+Widening: INTEGER -> FLOAT -> STRING; BOOLEAN and TIMESTAMP -> STRING; an integer
+beyond +-2**53 and a float -> STRING. A value meeting a wider column is coerced to
+it, never rejected, and never stored inexactly.
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ FLOAT: Final = "FLOAT"
 TIMESTAMP: Final = "TIMESTAMP"
 STRING: Final = "STRING"
 TYPES: Final = (BOOLEAN, INTEGER, FLOAT, TIMESTAMP, STRING)
+# Not a column type: the row-schema mark of an integer FLOAT64 cannot hold exactly. Its
+# column is INTEGER; with FLOAT values beside it, it becomes STRING.
+WIDE_INTEGER: Final = "INTEGER_BEYOND_FLOAT64"
+FLOAT64_EXACT: Final = 2**53  # every integer up to this magnitude is a double exactly
 
 INT64_MIN: Final = -(2**63)
 INT64_MAX: Final = 2**63 - 1
@@ -34,6 +43,8 @@ INT64_MAX: Final = 2**63 - 1
 _WIDER: Final = {
     (INTEGER, FLOAT): FLOAT,
     (FLOAT, INTEGER): FLOAT,
+    (INTEGER, WIDE_INTEGER): WIDE_INTEGER,
+    (WIDE_INTEGER, INTEGER): WIDE_INTEGER,
 }
 
 JsonScalar = bool | int | float | str
@@ -62,9 +73,11 @@ def infer(value: Any) -> tuple[str, JsonScalar] | None:
     if kind is bool:
         return BOOLEAN, value
     if kind is int:
-        if INT64_MIN <= value <= INT64_MAX:
+        if -FLOAT64_EXACT <= value <= FLOAT64_EXACT:
             return INTEGER, value
-        return FLOAT, float(value)
+        if INT64_MIN <= value <= INT64_MAX:
+            return WIDE_INTEGER, value
+        return STRING, str(value)
     if kind is float:
         return FLOAT, _float_value(value)
     if value is None:
@@ -108,8 +121,11 @@ def coerce(value: JsonScalar, column_type: str) -> JsonScalar:
             return "true" if value else "false"
         return json_text(value) if isinstance(value, (list, dict)) else str(value)
     if column_type == FLOAT and type(value) is int:
+        if not -FLOAT64_EXACT <= value <= FLOAT64_EXACT:
+            raise ValueError(f"FLOAT64 cannot hold {value} exactly")
         return float(value)
     inferred = infer(value)
-    if inferred is None or inferred[0] != column_type:
+    kind = INTEGER if inferred is not None and inferred[0] == WIDE_INTEGER else None
+    if inferred is None or (kind or inferred[0]) != column_type:
         raise ValueError(f"cannot store {type(value).__name__} in a {column_type} column")
     return inferred[1]

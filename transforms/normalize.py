@@ -31,7 +31,15 @@ import itertools
 from datetime import datetime
 from typing import Any, Final, NamedTuple
 
-from transforms.infer import BOOLEAN, FLOAT, INT64_MAX, INT64_MIN, INTEGER, STRING, TIMESTAMP, infer
+from transforms.infer import (
+    BOOLEAN,
+    FLOAT,
+    FLOAT64_EXACT,
+    INTEGER,
+    STRING,
+    TIMESTAMP,
+    infer,
+)
 from transforms.naming import NamingConvention
 from transforms.records import builder
 from transforms.deadletter import EventRejected, Reason
@@ -165,7 +173,7 @@ def _flatten(
             if value:
                 _flatten(value, column, naming, row, schema, guard, dropped, originals)
             continue
-        elif kind is int and INT64_MIN <= value <= INT64_MAX:
+        elif kind is int and -FLOAT64_EXACT <= value <= FLOAT64_EXACT:
             column_type = INTEGER
         elif kind is float and value == value and value not in _INFINITIES:
             column_type = FLOAT

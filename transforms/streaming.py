@@ -178,7 +178,9 @@ class ApplyChanges(beam.DoFn):
         # The schema as of now (one read if the cache is stale) decides whether to fence.
         current = manager.cached_schema(dataset, table)
         plan = plan_schema(current, wanted) if current is not None else None
-        rewrite = plan is not None and bool(plan.rewrite)
+        # An in-place INTEGER -> FLOAT may turn into a rewrite as STRING (the manager
+        # keeps integers beyond 2**53 exact), so it is fenced like one.
+        rewrite = plan is not None and bool(plan.rewrite or plan.widen_in_place)
         if rewrite:
             set_fence(key, True)
             time.sleep(self._drain)  # let inserts already handed to the writer land

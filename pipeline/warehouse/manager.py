@@ -8,7 +8,9 @@ fit into, changing the warehouse only when they do not:
 * otherwise the table is re-read, the changes are planned
   (``warehouse.schema.plan_schema``) and applied together: one create, or one
   schema patch guarded by the table's ETag (retried on 412), plus
-  ``ALTER COLUMN ... SET DATA TYPE FLOAT64`` for INTEGER -> FLOAT, plus a
+  ``ALTER COLUMN ... SET DATA TYPE FLOAT64`` for INTEGER -> FLOAT (only when
+  the column holds no integer beyond +-2**53, which FLOAT64 would round: such a
+  column is rewritten as STRING instead, digits kept), plus a
   rewrite (``CREATE OR REPLACE TABLE ... AS SELECT``) that keeps partitioning,
   clustering, labels, description and partition expiration for -> STRING;
 * never more than 5 metadata updates per table in 10 s (BigQuery's limit);
@@ -23,7 +25,7 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping
 
 from apache_beam.metrics import Metrics
@@ -46,7 +48,7 @@ from pipeline.warehouse.schema import (
     plan_schema,
     to_api,
 )
-from transforms.infer import TIMESTAMP
+from transforms.infer import FLOAT64_EXACT, STRING, TIMESTAMP
 from transforms.naming import DEAD_LETTER_TABLE
 
 _LOG = logging.getLogger(__name__)
@@ -213,7 +215,7 @@ class SchemaManager:
             for attempt in range(1, MAX_ATTEMPTS + 1):
                 live = self._fetch(dataset, table)
                 current = from_api(live.schema) if live is not None else None
-                plan = plan_schema(current, wanted, self._max_columns)
+                plan = self._exact(dataset, table, plan_schema(current, wanted, self._max_columns))
                 try:
                     if plan.changes:
                         _LOG.info("%s.%s: %s", dataset, table, plan.describe())
@@ -229,8 +231,9 @@ class SchemaManager:
                     # Another worker changed the table first: re-read and re-plan.
                     raced = True
                     _LOG.info(
-                        "%s.%s changed under us (%s), attempt %d", dataset, table, race.code, attempt
-                    )
+                        "%s.%s changed under us (%s), attempt %d",
+                        dataset, table, race.code, attempt,
+                    )  # fmt: skip
                     if attempt < MAX_ATTEMPTS:
                         self._count("conflict_retry")
                         pause = next(pauses)
@@ -239,6 +242,38 @@ class SchemaManager:
                         )
                         self._sleep(pause)
             raise RuntimeError(f"{dataset}.{table}: schema still racing after {MAX_ATTEMPTS} attempts")
+
+    def _exact(self, dataset: str, table: str, plan: SchemaPlan) -> SchemaPlan:
+        """``plan`` with each in-place INTEGER -> FLOAT of a column holding an integer
+        FLOAT64 cannot represent exactly turned into a rewrite as STRING."""
+        if not plan.widen_in_place:
+            return plan
+        columns = list(plan.widen_in_place)
+        counts = ", ".join(
+            f"COUNTIF({identifiers.quoted_column(name)} NOT BETWEEN -@exact AND @exact)"
+            f" AS {identifiers.quoted_column(name)}"
+            for name in columns
+        )
+        self._count("exactness_check")
+        config = bigquery.QueryJobConfig(
+            query_parameters=[bigquery.ScalarQueryParameter("exact", "INT64", FLOAT64_EXACT)]
+        )
+        sql = f"SELECT {counts} FROM {identifiers.quoted_table(self._project, dataset, table)}"
+        (found,) = list(self._client.query(sql, job_config=config, retry=RETRY).result())
+        inexact = [name for name in columns if found[name]]
+        if not inexact:
+            return plan
+        for name in inexact:
+            _LOG.warning(
+                "%s.%s.%s holds %d integers FLOAT64 would round: widened to STRING instead",
+                dataset, table, name, found[name],
+            )  # fmt: skip
+            self._count("widened_to_string_for_exactness")
+        return replace(
+            plan,
+            widen_in_place={c: t for c, t in plan.widen_in_place.items() if c not in inexact},
+            rewrite={**plan.rewrite, **{name: STRING for name in inexact}},
+        )
 
     def ensure_dataset(self, dataset: str) -> None:
         with self._dataset_lock:

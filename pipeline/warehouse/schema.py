@@ -17,7 +17,17 @@ from typing import Any, Iterable, Mapping
 
 from google.cloud import bigquery
 
-from transforms.infer import BOOLEAN, FLOAT, INTEGER, STRING, TIMESTAMP, TYPES, coerce, widen
+from transforms.infer import (
+    BOOLEAN,
+    FLOAT,
+    INTEGER,
+    STRING,
+    TIMESTAMP,
+    TYPES,
+    WIDE_INTEGER,
+    coerce,
+    widen,
+)
 
 MAX_COLUMNS = 10_000
 
@@ -32,7 +42,14 @@ _FROM_API = {
     "BOOL": BOOLEAN,
     "TIMESTAMP": TIMESTAMP,
 }
-SQL_TYPES = {STRING: "STRING", INTEGER: "INT64", FLOAT: "FLOAT64", BOOLEAN: "BOOL", TIMESTAMP: "TIMESTAMP"}
+SQL_TYPES = {
+    STRING: "STRING",
+    INTEGER: "INT64",
+    WIDE_INTEGER: "INT64",
+    FLOAT: "FLOAT64",
+    BOOLEAN: "BOOL",
+    TIMESTAMP: "TIMESTAMP",
+}
 
 
 def from_api(fields: Iterable[bigquery.SchemaField]) -> dict[str, str]:
@@ -40,8 +57,17 @@ def from_api(fields: Iterable[bigquery.SchemaField]) -> dict[str, str]:
     return {f.name: _FROM_API.get(f.field_type, f.field_type) for f in fields}
 
 
+def column_type_of(kind: str) -> str:
+    """The column type of a row-schema type (an integer beyond FLOAT64's exact range is
+    an INTEGER column)."""
+    return INTEGER if kind == WIDE_INTEGER else kind
+
+
 def to_api(schema: Mapping[str, str]) -> list[bigquery.SchemaField]:
-    return [bigquery.SchemaField(name, kind, mode="NULLABLE") for name, kind in schema.items()]
+    return [
+        bigquery.SchemaField(name, column_type_of(kind), mode="NULLABLE")
+        for name, kind in schema.items()
+    ]
 
 
 def union(schemas: Iterable[Mapping[str, str]]) -> dict[str, str]:
@@ -92,8 +118,10 @@ def plan_schema(
             if len(existing) + len(add) >= max_columns:
                 refused[name] = f"the table would pass BigQuery's {max_columns}-column limit"
             else:
-                add[name] = kind
+                add[name] = column_type_of(kind)
         elif have in TYPES and have != kind:
+            if have == INTEGER and kind == WIDE_INTEGER:
+                continue  # an INTEGER column holds it exactly
             target = widen(have, kind)
             if target == have:
                 continue  # the value is coerced into the wider column

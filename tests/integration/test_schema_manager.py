@@ -111,6 +111,43 @@ def test_integer_widens_to_float_in_place_and_keeps_rows(bq_client) -> None:
     assert table.time_partitioning.expiration_ms == 7 * 86_400_000
 
 
+def test_an_integer_column_holding_values_past_2pow53_goes_string_not_float(bq_client) -> None:
+    dataset = fresh_dataset()
+    schema_manager = manager(bq_client)
+    schema_manager.ensure(dataset, "product_added", BASE)
+    insert(bq_client, dataset, "product_added", [
+        {"id": "a", "amount": 4611686018427387905}, {"id": "b", "amount": -(2**53) - 1},
+        {"id": "c", "amount": 3},
+    ])  # fmt: skip
+
+    result = schema_manager.ensure(dataset, "product_added", {**BASE, "amount": "FLOAT"})
+
+    # FLOAT64 would have read 4.611686018427388e+18: the column is text, every digit kept.
+    assert result.schema["amount"] == "STRING"
+    assert schema_manager.api_calls["widened_to_string_for_exactness"] == 1
+    table = bq_client.get_table(f"{bq_client.project}.{dataset}.product_added")
+    assert {f.name: f.field_type for f in table.schema}["amount"] == "STRING"
+    assert [(r["id"], r["amount"]) for r in rows(bq_client, dataset, "product_added")] == [
+        ("a", "4611686018427387905"),
+        ("b", "-9007199254740993"),
+        ("c", "3"),
+    ]
+
+
+def test_a_float_column_meeting_an_integer_past_2pow53_goes_string(bq_client) -> None:
+    dataset = fresh_dataset()
+    schema_manager = manager(bq_client)
+    schema_manager.ensure(dataset, "product_added", {**BASE, "amount": "FLOAT"})
+    insert(bq_client, dataset, "product_added", [{"id": "a", "amount": 2.5}])
+
+    result = schema_manager.ensure(
+        dataset, "product_added", {**BASE, "amount": "INTEGER_BEYOND_FLOAT64"}
+    )
+
+    assert result.schema["amount"] == "STRING"
+    assert rows(bq_client, dataset, "product_added")[0]["amount"] == "2.5"
+
+
 def test_widening_to_string_rewrites_and_keeps_rows_and_table_settings(bq_client) -> None:
     dataset = fresh_dataset()
     schema_manager = manager(

@@ -72,7 +72,11 @@ def assert_value_fits(column_type: str, value: Any, where: str) -> None:
         value.encode("utf-8")  # no lone surrogates: BigQuery takes UTF-8 only
     elif column_type == "INTEGER":
         assert type(value) is int, f"{where}: INTEGER holds {type(value).__name__}"
+        assert -(2**53) <= value <= 2**53, f"{where}: {value} past 2**53 without the mark"
+    elif column_type == "INTEGER_BEYOND_FLOAT64":  # an INTEGER column that may not go FLOAT
+        assert type(value) is int, f"{where}: INTEGER holds {type(value).__name__}"
         assert INT64_MIN <= value <= INT64_MAX, f"{where}: {value} outside INT64"
+        assert not -(2**53) <= value <= 2**53, f"{where}: {value} marked but exact in FLOAT64"
     elif column_type == "FLOAT":
         if type(value) is str:
             assert value in FLOAT_TEXTS, f"{where}: FLOAT text {value!r}"
@@ -135,6 +139,10 @@ def S(value: Any) -> tuple[str, Any]:
 
 def I(value: int) -> tuple[str, Any]:
     return ("INTEGER", value)
+
+
+def W(value: int) -> tuple[str, Any]:
+    return "INTEGER_BEYOND_FLOAT64", value
 
 
 def F(value: float) -> tuple[str, Any]:
@@ -301,9 +309,14 @@ CASES: list[Case] = [
     bad("top-level-null", b"null", "not_an_object"),
     bad("top-level-true", b"true", "not_an_object"),
     # ---- numbers (README "Values and types": int -> INTEGER, FLOAT outside INT64)
-    ok("int64-max-stays-integer", props(n=2**63 - 1), track_rows({"n": I(2**63 - 1)})),
-    ok("int64-min-stays-integer", props(n=-(2**63)), track_rows({"n": I(-(2**63))})),
-    ok("int-2pow63-becomes-float", props(n=2**63), track_rows({"n": F(9.223372036854775808e18)})),
+    ok("int64-max-stays-integer", props(n=2**63 - 1), track_rows({"n": W(2**63 - 1)})),
+    ok("int64-min-stays-integer", props(n=-(2**63)), track_rows({"n": W(-(2**63))})),
+    ok("int-2pow53-plain-integer", props(n=2**53), track_rows({"n": I(2**53)})),
+    ok("int-2pow53-plus-1-marked-beyond-float64", props(n=2**53 + 1), track_rows({"n": W(2**53 + 1)})),
+    ok("int-4611686018427387905-keeps-digits", props(n=4611686018427387905), track_rows({"n": W(4611686018427387905)})),
+    # Past INT64 the parser still gives an int up to 2**64 - 1: its digits, as text.
+    ok("int-2pow63-becomes-its-digits", props(n=2**63), track_rows({"n": S("9223372036854775808")})),
+    ok("int-2pow64-minus-1-becomes-its-digits", props(n=2**64 - 1), track_rows({"n": S("18446744073709551615")})),
     ok("int-below-int64-becomes-float", props(n=-(2**63) - 1), track_rows({"n": F(-9.223372036854775808e18)})),
     ok("int-10pow30-becomes-float", props(n=10**30), track_rows({"n": F(1e30)})),
     ok("float-0.1+0.2", props(x=0.1 + 0.2), track_rows({"x": F(0.30000000000000004)})),

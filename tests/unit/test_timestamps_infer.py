@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.warehouse.schema import fit_row
+from pipeline.warehouse.schema import fit_row, plan_schema, to_api, union
 from transforms import timestamps
 from transforms.infer import coerce, infer, needs_rewrite, widen
 from transforms.timestamps import (
@@ -22,6 +22,7 @@ from transforms.timestamps import (
 
 UTC = timezone.utc
 S, I, F, B, T = "STRING", "INTEGER", "FLOAT", "BOOLEAN", "TIMESTAMP"
+W = "INTEGER_BEYOND_FLOAT64"
 
 
 def utc(*parts: int) -> datetime:
@@ -176,10 +177,12 @@ def test_equal_instants_have_equal_canonical_text() -> None:
         pytest.param(False, (B, False), id="false-is-boolean-not-integer"),
         pytest.param(0, (I, 0), id="zero"),
         pytest.param(42, (I, 42), id="int"),
-        pytest.param(2**63 - 1, (I, 2**63 - 1), id="int64-max"),
-        pytest.param(-(2**63), (I, -(2**63)), id="int64-min"),
-        pytest.param(2**63, (F, 9223372036854775808.0), id="over-int64-is-float"),
-        pytest.param(-(2**63) - 1, (F, -9223372036854775808.0), id="under-int64-is-float"),
+        pytest.param(2**53, (I, 2**53), id="largest-exact-in-float64"),
+        pytest.param(-(2**53) - 1, (W, -(2**53) - 1), id="past-float64-exact-marked"),
+        pytest.param(2**63 - 1, (W, 2**63 - 1), id="int64-max"),
+        pytest.param(-(2**63), (W, -(2**63)), id="int64-min"),
+        pytest.param(2**63, (S, "9223372036854775808"), id="over-int64-keeps-its-digits"),
+        pytest.param(-(2**63) - 1, (S, "-9223372036854775809"), id="under-int64-keeps-its-digits"),
         pytest.param(1.5, (F, 1.5), id="float"),
         pytest.param(2.0, (F, 2.0), id="integral-float"),
         pytest.param(
@@ -305,3 +308,22 @@ def test_fit_row_writes_a_timestamp_into_a_string_column_as_it_was_sent() -> Non
     # A TIMESTAMP column keeps the canonical form; without originals, as before.
     assert fit_row(row, row_schema, {"at": "TIMESTAMP", "n": "INTEGER"}, originals) == row
     assert fit_row(row, row_schema, {"at": "STRING", "n": "INTEGER"})["at"] == row["at"]
+
+
+def test_integers_past_2pow53_never_widen_to_float() -> None:
+    assert widen(W, F) == widen(F, W) == S
+    assert widen(W, I) == widen(I, W) == W
+    assert union([{"n": I}, {"n": W}]) == {"n": W}
+    assert union([{"n": W}, {"n": F}]) == {"n": S}  # digits kept as text
+    assert plan_schema(None, {"n": W}).add == {"n": I}  # the column itself is INTEGER
+    assert not plan_schema({"n": I}, {"n": W}).changes
+    assert plan_schema({"n": F}, {"n": W}).rewrite == {"n": S}
+    assert to_api({"n": W})[0].field_type == "INTEGER"
+
+
+def test_coerce_never_rounds_an_integer_into_a_float_column() -> None:
+    assert coerce(2**53, F) == float(2**53)
+    with pytest.raises(ValueError, match="cannot hold 9007199254740993 exactly"):
+        coerce(2**53 + 1, F)
+    assert coerce(2**60, I) == 2**60
+    assert coerce(2**60, S) == "1152921504606846976"
