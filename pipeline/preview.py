@@ -35,23 +35,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--now",
         default=None,
-        help="ISO-8601 instant used as receive and load time (reproducible output)",
+        help="ISO-8601 instant the events were received at, also their load time "
+        "(reproducible output); as a real receive time, clock skew is corrected against it. "
+        "Without it a line is treated as a batch run treats a file line: read now, its "
+        "timestamp kept as sent",
     )
     parser.add_argument("--max-event-bytes", type=int, default=Limits().max_event_bytes)
     parser.add_argument("--max-depth", type=int, default=Limits().max_depth)
 
 
 def preview(
-    lines: BinaryIO, out: TextIO, err: TextIO, config: ModelConfig, now: datetime
+    lines: BinaryIO,
+    out: TextIO,
+    err: TextIO,
+    config: ModelConfig,
+    now: datetime,
+    received: bool = True,
 ) -> RunSummary:
-    """Write the rows and dead letters of every line to ``out``; return the summary."""
+    """Write the rows and dead letters of every line to ``out``; return the summary.
+    ``received``: ``now`` is when the events arrived (a skew correction may use it),
+    not only when they were read."""
     loaded_at = format_timestamp(now)
     summary = RunSummary()
     write = out.write
     for line in lines:
         if not line.strip():
             continue
-        for item in process_payload(RawMessage(line.rstrip(b"\r\n")), now, loaded_at, config):
+        message = RawMessage(line.rstrip(b"\r\n"), None, now if received else None)
+        for item in process_payload(message, now, loaded_at, config):
             if isinstance(item, DeadLetter):
                 summary.add_dead_letter(item.reason)
                 write(orjson.dumps({"dead_letter": item.to_json_dict()}).decode() + "\n")
@@ -73,5 +84,5 @@ def main(args: argparse.Namespace) -> int:
         ),
     )
     now = parse_timestamp(args.now) if args.now else utc_now()
-    preview(args.input or sys.stdin.buffer, sys.stdout, sys.stderr, config, now)
+    preview(args.input or sys.stdin.buffer, sys.stdout, sys.stderr, config, now, bool(args.now))
     return 0

@@ -60,3 +60,21 @@ def test_preview_command_line() -> None:
     assert len(lines) == 4
     assert orjson.loads(lines[0])["dataset"] == "web_site"
     assert b"dead letters: 1" in completed.stderr
+
+
+MONTH_OLD = (
+    b'{"type":"track","event":"E","userId":"u","messageId":"old",'
+    b'"timestamp":"2026-10-05T09:00:00Z","sentAt":"2026-10-05T09:00:02Z"}\n'
+)
+
+
+def test_preview_with_now_corrects_skew_against_it_and_without_keeps_the_timestamp() -> None:
+    def timestamp(received: bool) -> str:
+        out, err = io.StringIO(), io.StringIO()
+        preview(io.BytesIO(MONTH_OLD), out, err, ModelConfig(), RECEIVED, received)
+        return orjson.loads(out.getvalue().splitlines()[0])["row"]["timestamp"]
+
+    # --now is when the event arrived: Segment's correction, RECEIVED - 2 s.
+    assert timestamp(received=True) == "2026-11-05T11:59:58.000000Z"
+    # A line read now, like a batch run's: the client's own time, a month back.
+    assert timestamp(received=False) == "2026-10-05T09:00:00.000000Z"
