@@ -19,7 +19,6 @@ import os
 import shutil
 import tempfile
 import uuid
-import zlib
 from typing import Any, BinaryIO, Iterable, Iterator, Mapping, NamedTuple
 
 import apache_beam as beam
@@ -38,12 +37,10 @@ from pipeline.warehouse.config import WarehouseConfig
 from transforms.bundle_threads import map_in_bundle
 from transforms.deadletter import DeadLetter, EventRejected, Reason, Stage, make_dead_letter
 from transforms.event_model import METRICS_NAMESPACE
+from transforms.sharding import shard_of, shards_for
 
 REFUSED = "refused"
 FILES = "files"
-# Files per table on Dataflow, so one table's rows are written by several workers; the
-# local runner has one worker, so one file.
-DATAFLOW_SHARDS = 16
 RUN_DIRECTORY_PREFIX = "opentrack-loads-"
 # Load jobs of one bundle in flight at once: each is a wait on BigQuery (measured on the
 # emulator, 18 loads: 3.1 s one by one, 1.6 s two at a time, 1.5 s four at a time).
@@ -59,13 +56,6 @@ def run_directory(temp_location: str | None, run_id: str) -> str:
     """Where one run's load files go: under ``temp_location``, else the machine's temp dir."""
     root = temp_location or tempfile.gettempdir()
     return FileSystems.join(root, f"{RUN_DIRECTORY_PREFIX}{run_id}")
-
-
-def shard_of(row: dict[str, Any], shards: int) -> int:
-    """A stable shard for a row (by its id), so a retried bundle writes the same files."""
-    if shards == 1:
-        return 0
-    return zlib.crc32(str(row.get("id")).encode()) % shards
 
 
 def events_path(path: str) -> str:
@@ -320,7 +310,7 @@ class LoadRows(beam.PTransform):
         run_id = uuid.uuid4().hex[:12]  # fixed with the graph: the same in every bundle retry
         temp_location = pipeline.options.view_as(GoogleCloudOptions).temp_location
         directory = run_directory(temp_location, run_id)
-        shards = DATAFLOW_SHARDS if type(pipeline.runner).__name__ == "DataflowRunner" else 1
+        shards = shards_for(pipeline)
         written = (
             rows
             | "KeyByTableShard"

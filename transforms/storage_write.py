@@ -14,7 +14,6 @@ value its column cannot hold, or a row BigQuery named in ``row_errors``.
 from __future__ import annotations
 
 import threading
-import zlib
 from typing import Any, Iterable, Iterator, Tuple
 
 import apache_beam as beam
@@ -27,6 +26,7 @@ from pipeline.warehouse import storage_write
 from pipeline.warehouse.config import WarehouseConfig
 from pipeline.warehouse.schema import from_api
 from transforms.event_model import METRICS_NAMESPACE
+from transforms.sharding import shard_of, shards_for
 
 BATCH_ROWS = 500
 BATCH_SECONDS = 1.0  # streaming: a batch waits at most this long for more rows
@@ -177,7 +177,7 @@ class StorageWriteRows(beam.PTransform):
 
     def expand(self, rows: PCollection) -> PCollection:
         pipeline = rows.pipeline
-        shards = DATAFLOW_SHARDS if type(pipeline.runner).__name__ == "DataflowRunner" else 1
+        shards = shards_for(pipeline, DATAFLOW_SHARDS)
         streaming = pipeline.options.view_as(beam.options.pipeline_options.StandardOptions)
         buffering = {"max_buffering_duration_secs": BATCH_SECONDS} if streaming.streaming else {}
         return (
@@ -191,5 +191,4 @@ class StorageWriteRows(beam.PTransform):
 
 def _keyed(row: Any, shards: int) -> tuple[tuple[str, str, int], Any]:
     dataset, _, table = row.table_spec.split(":")[-1].partition(".")
-    shard = zlib.crc32(str(row.get("id")).encode()) % shards if shards > 1 else 0
-    return (dataset, table, shard), row
+    return (dataset, table, shard_of(row, shards)), row

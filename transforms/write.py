@@ -39,6 +39,7 @@ from transforms.event_model import METRICS_NAMESPACE, Clock
 from transforms.local_runner import on_local_streaming_runner
 from transforms.naming import DEAD_LETTER_TABLE
 from transforms.normalize import TableRow
+from transforms.sharding import shard_of, shards_for
 from transforms.storage_write import StorageWriteRows
 from transforms.timestamps import format_timestamp
 
@@ -164,7 +165,7 @@ class WriteRows(beam.PTransform):
 
 
 class InsertMissingFn(beam.DoFn):
-    """((dataset, table), rows) -> rows whose id is new MERGEd into the table."""
+    """((dataset, table, shard), rows) -> rows whose id is new MERGEd into the table."""
 
     def __init__(self, config: WarehouseConfig) -> None:
         self._config = config
@@ -175,9 +176,11 @@ class InsertMissingFn(beam.DoFn):
         self._client = self._config.client()
 
     def process(
-        self, element: tuple[tuple[str, str], Iterable[dict[str, Any]]], schemas: dict[Any, Any]
+        self,
+        element: tuple[tuple[str, str, int], Iterable[dict[str, Any]]],
+        schemas: dict[Any, Any],
     ) -> Iterator[int]:
-        (dataset, table), rows = element
+        (dataset, table, _shard), rows = element
         schema = schemas[(dataset, table)][0]
         staged = insert_missing(self._client, self._config.project, dataset, table, rows, schema)
         self._staged.inc(staged)
@@ -185,20 +188,29 @@ class InsertMissingFn(beam.DoFn):
 
 
 class InsertMissingById(beam.PTransform):
-    """TableRows -> one staged MERGE per table inserting only new ids (idempotent reruns).
+    """TableRows -> one staged MERGE per table shard inserting only new ids (idempotent
+    reruns).
 
-    Needs the schema step's final schemas (automatic mode)."""
+    Shards are by a hash of ``id`` (``transforms.sharding``), so every copy of an id
+    meets in one MERGE and a table's rows spread over workers on Dataflow (16 shards:
+    within BigQuery's 2 running + 20 queued DML statements per table). Needs the schema
+    step's final schemas (automatic mode)."""
 
-    def __init__(self, config: WarehouseConfig, schemas: PCollection) -> None:
+    def __init__(
+        self, config: WarehouseConfig, schemas: PCollection, shards: int | None = None
+    ) -> None:
         super().__init__()
         self._config = config
         self._schemas = schemas
+        self._shards = shards  # None: as the runner needs (``transforms.sharding``)
 
     def expand(self, rows: PCollection) -> PCollection:
+        shards = self._shards or shards_for(rows.pipeline)
         return (
             rows
-            | "KeyByTable" >> beam.Map(lambda r: ((r.dataset, r.table), r.row))
-            | "RowsPerTable" >> beam.GroupByKey()
+            | "KeyByTableShard"
+            >> beam.Map(lambda r: ((r.dataset, r.table, shard_of(r.row, shards)), r.row))
+            | "RowsPerTableShard" >> beam.GroupByKey()
             | "MergeNewIds" >> beam.ParDo(InsertMissingFn(self._config), AsDict(self._schemas))
         )
 

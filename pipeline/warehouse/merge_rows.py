@@ -50,7 +50,7 @@ def insert_missing(
         project,
         dataset,
         STAGING_PREFIX,
-        [dict(row) for row in rows],
+        rows,
         schema,
         lambda staging, columns: insert_missing_sql(project, dataset, table, staging, columns),
         "bigquery_merge_write_calls",
