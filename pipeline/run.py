@@ -9,6 +9,7 @@ local runner with Pub/Sub reads and processing-time timers.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
 import sys
@@ -161,7 +162,24 @@ def run_until_stopped(argv: Sequence[str], poll_seconds: float = 5.0) -> Pipelin
     return result
 
 
+def help_text() -> str:
+    """``opentrack run --help``: every option of ours with its help; Beam's by name."""
+    parser = argparse.ArgumentParser(
+        prog="opentrack run",
+        description="Run the pipeline: a batch run on files (--input PATTERN) or a streaming "
+        "run from Pub/Sub (--streaming --subscription projects/P/subscriptions/S), into "
+        "BigQuery (--bigquery_project P) or, with --output_dir DIR, into JSON-lines files.",
+        epilog="Beam's own options are accepted as well: --runner, --project, --region, "
+        "--temp_location, --streaming, --num_workers, ... (Beam's documentation lists them).",
+    )
+    OpenTrackOptions._add_argparse_args(parser)  # noqa: SLF001 - Beam's registration hook
+    return parser.format_help()
+
+
 def main(argv: Sequence[str]) -> int:
+    if "-h" in argv or "--help" in argv:
+        print(help_text())
+        return 0
     try:
         refuse_unknown_arguments(argv)
         streaming = pipeline_options(argv).view_as(StandardOptions).streaming

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,16 @@ def test_the_run_command_stops_before_running_with_one_line(
     assert line.startswith("opentrack run: error: ")
     assert message in line
     assert "counters:" not in captured.out
+
+
+def test_run_help_lists_every_option_of_ours(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser()
+    OpenTrackOptions._add_argparse_args(parser)
+    flags = [f for action in parser._actions for f in action.option_strings if f != "-h"]
+
+    assert cli.main(["run", "--help"]) == 0
+
+    shown = capsys.readouterr().out
+    assert shown.startswith("usage: opentrack run")
+    assert [flag for flag in flags if flag not in shown] == []
+    assert "--runner" in shown and "--temp_location" in shown  # Beam's, named
