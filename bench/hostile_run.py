@@ -125,6 +125,7 @@ def account(client: Any, sent: Counter[str], no_id_lines: int) -> dict[str, int]
         "input lines with no id": no_id_lines,
         "distinct ids in the views": len(stored & ids),
         "dead letters with an id": sum(dead_ids.values()),
+        "distinct ids in the dead letters": len(set(dead_ids) & ids),
         "dead letters without an id": sum(1 for row in dead if not row.message_id),
         "unexplained: in neither": len(ids - stored - set(dead_ids)),
         "unexplained: in both": len(stored & set(dead_ids)),
@@ -145,12 +146,13 @@ def spot_checks(client: Any) -> list[str]:
         table = "digits" if column == "amount" else "texts"
         live = client.get_table(f"{client.project}.{DATASET}.{table}")
         kind = {f.name: f.field_type for f in live.schema}[column]
+        source = f"`{client.project}.{DATASET}.{table}`"
         sample = [row[0] for row in client.query(
-            f"SELECT DISTINCT {column} FROM `{client.project}.{DATASET}.{table}` ORDER BY 1 LIMIT 6"
+            f"SELECT DISTINCT `{column}` FROM {source} ORDER BY 1 LIMIT 6"
         ).result()]  # fmt: skip
         lines.append(f"{label}: {kind}, e.g. {sample}")
     late = list(client.query(
-        f"SELECT DISTINCT timestamp FROM `{client.project}.{DATASET}.late`"
+        f"SELECT DISTINCT `timestamp` FROM `{client.project}.{DATASET}.late`"
     ).result())  # fmt: skip
     lines.append(f"late files keep their time: late.timestamp = {[str(r[0]) for r in late]}")
     names = sorted(t.table_id for t in client.list_tables(DATASET) if t.table_type == "TABLE")
@@ -186,6 +188,11 @@ def main(argv: list[str] | None = None) -> int:
             figures = account(client, ids, no_id)
             for name, value in figures.items():
                 print(f"{name:<40} {value:>7}")
+            explained = (
+                figures["distinct ids in the views"] + figures["distinct ids in the dead letters"]
+            )
+            print(f"input ids {len(ids)} = in views + in dead letters {explained}: "
+                  f"{len(ids) == explained}")  # fmt: skip
             for line in spot_checks(client):
                 print(line)
     unexplained = sum(v for k, v in figures.items() if k.startswith("unexplained"))
