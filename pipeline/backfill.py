@@ -54,9 +54,13 @@ def main(argv: Sequence[str]) -> int:
     args, pipeline_args = _parse(argv)
     try:
         refuse_unknown_arguments(pipeline_args)
+        return _backfill(args, pipeline_args)
     except OptionError as error:
         print(f"opentrack backfill: error: {error}", file=sys.stderr)
         return 2
+
+
+def _backfill(args: argparse.Namespace, pipeline_args: list[str]) -> int:
     patterns = day_patterns(args.input_prefix, args.first, args.last)
     found = files_per_pattern(patterns)
     for pattern, count in found.items():
@@ -69,13 +73,9 @@ def main(argv: Sequence[str]) -> int:
     if any(a.startswith("--write_mode") for a in pipeline_args):
         raise SystemExit("opentrack backfill: always writes with --write_mode=insert_missing_by_id")
     present = [pattern for pattern, count in found.items() if count]
-    try:
-        result = run(
-            [f"--input={','.join(present)}", "--write_mode=insert_missing_by_id", *pipeline_args]
-        )
-    except OptionError as error:
-        print(f"opentrack backfill: error: {error}", file=sys.stderr)
-        return 2
+    result = run(
+        [f"--input={','.join(present)}", "--write_mode=insert_missing_by_id", *pipeline_args]
+    )
     for name, value in sorted(counters(result).items()):
         print(f"    {name:<48} {value:>9}")
     return 0

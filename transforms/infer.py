@@ -96,6 +96,11 @@ def infer(value: Any) -> tuple[str, JsonScalar] | None:
     return STRING, str(value)
 
 
+def column_type_of(kind: str) -> str:
+    """The column type of a row-schema type: ``WIDE_INTEGER`` is an INTEGER column."""
+    return INTEGER if kind == WIDE_INTEGER else kind
+
+
 def widen(current: str, incoming: str) -> str:
     """The narrowest type holding values of both types (the lattice join)."""
     if current == incoming:
@@ -125,7 +130,6 @@ def coerce(value: JsonScalar, column_type: str) -> JsonScalar:
             raise ValueError(f"FLOAT64 cannot hold {value} exactly")
         return float(value)
     inferred = infer(value)
-    kind = INTEGER if inferred is not None and inferred[0] == WIDE_INTEGER else None
-    if inferred is None or (kind or inferred[0]) != column_type:
+    if inferred is None or column_type_of(inferred[0]) != column_type:
         raise ValueError(f"cannot store {type(value).__name__} in a {column_type} column")
     return inferred[1]

@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import re
 
-from transforms.naming import RESERVED_COLUMN_PREFIXES
+from transforms.naming import (
+    BIGQUERY_RESERVED_DATASETS,
+    BIGQUERY_RESERVED_TABLES,
+    RESERVED_COLUMN_PREFIXES,
+)
 
 _PROJECT = re.compile(r"^(?:[a-z][a-z0-9.-]{0,61}[a-z0-9]:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 _DATASET = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
@@ -20,10 +24,10 @@ _TABLE = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
 _COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,299}$")
 
 
-_RESERVED_DATASETS = frozenset({"information_schema"})
-_RESERVED_TABLES = frozenset(
-    {"information_schema", "__tables__", "__tables_summary__", "__partitions_summary__"}
-)
+# Beyond what snake_case can spell: the legacy meta-tables, for names from contracts.
+_RESERVED_TABLES = BIGQUERY_RESERVED_TABLES | {
+    "__tables__", "__tables_summary__", "__partitions_summary__"
+}
 
 
 class InvalidIdentifier(ValueError):
@@ -48,7 +52,7 @@ def project_id(name: str) -> str:
 
 def dataset_id(name: str) -> str:
     _checked("dataset", _DATASET, name)
-    return _unreserved("dataset", name, name.lower() in _RESERVED_DATASETS)
+    return _unreserved("dataset", name, name.lower() in BIGQUERY_RESERVED_DATASETS)
 
 
 def table_id(name: str) -> str:

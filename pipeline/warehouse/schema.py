@@ -26,6 +26,7 @@ from transforms.infer import (
     TYPES,
     WIDE_INTEGER,
     coerce,
+    column_type_of,
     widen,
 )
 
@@ -42,25 +43,11 @@ _FROM_API = {
     "BOOL": BOOLEAN,
     "TIMESTAMP": TIMESTAMP,
 }
-SQL_TYPES = {
-    STRING: "STRING",
-    INTEGER: "INT64",
-    WIDE_INTEGER: "INT64",
-    FLOAT: "FLOAT64",
-    BOOLEAN: "BOOL",
-    TIMESTAMP: "TIMESTAMP",
-}
 
 
 def from_api(fields: Iterable[bigquery.SchemaField]) -> dict[str, str]:
     """``{column: type}`` of a live table; other types keep their API name."""
     return {f.name: _FROM_API.get(f.field_type, f.field_type) for f in fields}
-
-
-def column_type_of(kind: str) -> str:
-    """The column type of a row-schema type (an integer beyond FLOAT64's exact range is
-    an INTEGER column)."""
-    return INTEGER if kind == WIDE_INTEGER else kind
 
 
 def to_api(schema: Mapping[str, str]) -> list[bigquery.SchemaField]:
