@@ -111,8 +111,9 @@ class OpenTrackOptions(PipelineOptions):
             "--rewrite_drain_seconds",
             type=float,
             default=2.0,
-            help="Streaming: how long a table is fenced before a rewrite so inserts already "
-            "in flight land first (default 2).",
+            help="Streaming: margin for the longest bundle: a rewrite (widening to STRING) "
+            "waits the schema cache TTL plus this after marking the table, so every worker's "
+            "inserts already in flight land first (default 2).",
         )
         parser.add_argument(
             "--output_dir",
@@ -223,7 +224,8 @@ class OpenTrackOptions(PipelineOptions):
             "--schema_cache_ttl_seconds",
             type=float,
             default=300.0,
-            help="How long known table schemas are trusted before being re-read (default 300).",
+            help="How long known table schemas are trusted before being re-read (default 300); "
+            "streaming: also the side input's refresh period and part of a rewrite's wait.",
         )
         parser.add_argument(
             "--local_slice_mb",

@@ -22,9 +22,11 @@ from transforms.chain import RawMessage
 from transforms.event_model import DEAD_LETTERS, Clock, EventsToRows, EventsToRowsResult, utc_now
 from transforms.normalize import TableRow
 from transforms.streaming import (
+    FENCED,
     MUTATE,
     ApplyChanges,
     HoldRows,
+    HoldWhileFenced,
     LoadSchemas,
     RouteBySchema,
     schema_not_visible,
@@ -51,7 +53,8 @@ def _is_users(row: TableRow) -> bool:
 
 
 class SyncSchemas(beam.PTransform):
-    """Rows -> (rows fitted to their live tables, schema dead letters)."""
+    """Rows -> (rows fitted to their live tables, schema dead letters); rows of a table
+    fenced for a rewrite wait in ``HoldWhileFenced`` until the mark is gone."""
 
     def __init__(
         self,
@@ -81,11 +84,17 @@ class SyncSchemas(beam.PTransform):
             )
             | "ApplyChanges"
             >> beam.ParDo(ApplyChanges(self._warehouse, self._drain_seconds)).with_outputs(
-                DEAD_LETTERS, main=ROWS
+                DEAD_LETTERS, FENCED, main=ROWS
             )
         )
-        fitted = (routed[ROWS], changed[ROWS]) | "Fitted" >> beam.Flatten()
-        return fitted, changed[DEAD_LETTERS]
+        released = changed[FENCED] | "HoldWhileFenced" >> beam.ParDo(
+            HoldWhileFenced(self._warehouse, self._drain_seconds)
+        ).with_outputs(DEAD_LETTERS, main=ROWS)
+        fitted = (routed[ROWS], changed[ROWS], released[ROWS]) | "Fitted" >> beam.Flatten()
+        dead = (changed[DEAD_LETTERS], released[DEAD_LETTERS]) | "SchemaDeadLetters" >> (
+            beam.Flatten()
+        )
+        return fitted, dead
 
 
 class WriteWithRetries(beam.PTransform):

@@ -32,7 +32,7 @@ from apache_beam.metrics import Metrics
 from google.api_core.exceptions import GoogleAPIError
 from google.cloud import bigquery
 
-from pipeline.warehouse import identifiers, views
+from pipeline.warehouse import fence, identifiers, views
 from pipeline.warehouse.client import (
     RETRY,
     Conflict,
@@ -143,6 +143,7 @@ class SchemaManager:
         self._sleep = sleep
         self._lock = threading.Lock()  # the shared maps: cache, table locks, call counts
         self._table_locks: dict[tuple[str, str], threading.RLock] = {}
+        self._fences: dict[tuple[str, str], float] = {}  # rewrite marks as last read
         self._dataset_lock = threading.Lock()
         self.api_calls: Counter[str] = Counter()
 
@@ -161,9 +162,16 @@ class SchemaManager:
     def _fetch(self, dataset: str, table: str) -> bigquery.Table | None:
         self._count("get_table")
         try:
-            return self._client.get_table(self._ref(dataset, table), retry=RETRY)
+            live = self._client.get_table(self._ref(dataset, table), retry=RETRY)
         except NotFound:
-            return None
+            live = None
+        deadline = fence.deadline_of(live.labels) if live is not None else None
+        with self._lock:
+            if deadline is None:
+                self._fences.pop((dataset, table), None)
+            else:
+                self._fences[(dataset, table)] = deadline
+        return live
 
     def _table_lock(self, dataset: str, table: str) -> threading.RLock:
         with self._lock:
@@ -194,6 +202,42 @@ class SchemaManager:
     def peek(self, dataset: str, table: str) -> dict[str, str] | None:
         """The cached schema if still fresh; never an API call (the streaming hot path)."""
         return self._fresh(dataset, table)[1]
+
+    def fence_deadline(self, dataset: str, table: str) -> float | None:
+        """The table's rewrite mark as last read (``warehouse.fence``); never an API call."""
+        with self._lock:
+            return self._fences.get((dataset, table))
+
+    def read_fence(self, dataset: str, table: str) -> float | None:
+        """The table's rewrite mark as of now (one read, which also refreshes the cache)."""
+        with self._table_lock(dataset, table):
+            live = self._fetch(dataset, table)
+            self._remember(dataset, table, from_api(live.schema) if live is not None else None)
+        return self.fence_deadline(dataset, table)
+
+    def mark_fence(self, dataset: str, table: str, deadline: float) -> float | None:
+        """Mark the table for a rewrite until ``deadline``: None when the mark is ours,
+        else the deadline of the live mark another worker holds."""
+        self._count("mark_fence")
+        held = fence.mark(self._client, self._ref(dataset, table), deadline, sleep=self._sleep)
+        with self._lock:
+            self._fences[(dataset, table)] = deadline if held is None else held
+        return held
+
+    def clear_fence(self, dataset: str, table: str) -> None:
+        self._count("clear_fence")
+        fence.clear(self._client, self._ref(dataset, table), sleep=self._sleep)
+        with self._lock:
+            self._fences.pop((dataset, table), None)
+
+    def exact_plan(self, dataset: str, table: str, wanted: Mapping[str, str]) -> SchemaPlan:
+        """The plan ``ensure`` would apply now (fresh read; in-place INTEGER -> FLOAT of
+        a column holding inexact integers already turned into a STRING rewrite)."""
+        with self._table_lock(dataset, table):
+            live = self._fetch(dataset, table)
+            current = from_api(live.schema) if live is not None else None
+            self._remember(dataset, table, current)
+            return self._exact(dataset, table, plan_schema(current, wanted, self._max_columns))
 
     def known_schemas(self) -> dict[tuple[str, str], dict[str, str]]:
         """Every cached table schema (for the side input of the streaming path)."""

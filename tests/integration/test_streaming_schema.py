@@ -16,7 +16,7 @@ from pipeline.streaming_graph import ROWS, SyncSchemas
 from pipeline.warehouse.config import WarehouseConfig
 from pipeline.warehouse.manager import SCHEMA_VERSION_LABEL, SchemaManager
 from transforms.normalize import TableRow
-from transforms.streaming import MUTATE, RouteBySchema
+from transforms.streaming import MUTATE, ManagedTables, RouteBySchema
 
 BASE = {"id": "STRING", "timestamp": "TIMESTAMP", "loaded_at": "TIMESTAMP"}
 
@@ -84,7 +84,7 @@ def test_rows_known_to_the_side_input_go_straight_to_the_write(local_stack, bq_c
         .advance_watermark_to_infinity()
     )
     with streaming_pipeline() as pipeline:
-        side = pipeline | "Schemas" >> beam.Create([known])
+        side = pipeline | "Schemas" >> beam.Create([ManagedTables(known, {})])
         routed = (
             pipeline
             | stream
@@ -104,7 +104,7 @@ def test_side_input_refresh_reads_every_managed_table_and_nothing_else(
 ) -> None:
     from google.cloud import bigquery
 
-    from transforms.streaming import load_managed_schemas
+    from transforms.streaming import load_managed_tables
 
     managed = f"managed_{uuid.uuid4().hex[:8]}"
     manager = SchemaManager(bq_client, local_stack.project)
@@ -117,7 +117,9 @@ def test_side_input_refresh_reads_every_managed_table_and_nothing_else(
     )
     warehouse = WarehouseConfig(project=local_stack.project, endpoint=local_stack.bigquery_endpoint)
 
-    schemas = load_managed_schemas(warehouse)
+    manager.mark_fence(managed, "signed_up", 4_000_000_000)
+    tables = load_managed_tables(warehouse)
+    schemas = tables.schemas
 
     mine = {key: schema for key, schema in schemas.items() if key[0] == managed}
     assert mine == {
@@ -125,3 +127,90 @@ def test_side_input_refresh_reads_every_managed_table_and_nothing_else(
         (managed, "signed_up"): {**BASE, "plan": "STRING"},
     }
     assert not any(key[0] == foreign for key in schemas)
+    assert {key: d for key, d in tables.fences.items() if key[0] == managed} == {
+        (managed, "signed_up"): 4_000_000_000
+    }, "the side input carries the rewrite marks"
+
+
+# -- the shared rewrite fence --------------------------------------------------------
+
+
+def test_a_rewrite_mark_is_held_by_one_worker_until_cleared_or_lapsed(local_stack, bq_client) -> None:
+    from pipeline.warehouse.fence import FENCE_LABEL
+
+    dataset = f"fence_{uuid.uuid4().hex[:8]}"
+    first = SchemaManager(bq_client, local_stack.project)
+    second = SchemaManager(bq_client, local_stack.project)  # another worker
+    first.ensure(dataset, "orders", {**BASE, "amount": "INTEGER"})
+    ref = f"{local_stack.project}.{dataset}.orders"
+
+    assert first.mark_fence(dataset, "orders", 4_000_000_000) is None, "the mark is ours"
+    assert bq_client.get_table(ref).labels[FENCE_LABEL] == "4000000000"
+    assert second.mark_fence(dataset, "orders", 4_000_000_100) == 4_000_000_000, (
+        "a second worker meets the live mark and does not take it"
+    )
+    assert second.read_fence(dataset, "orders") == 4_000_000_000
+
+    first.clear_fence(dataset, "orders")
+    assert FENCE_LABEL not in bq_client.get_table(ref).labels
+    assert bq_client.get_table(ref).labels["managed_by"] == "opentrack", "other labels stay"
+    assert second.read_fence(dataset, "orders") is None
+
+    first.mark_fence(dataset, "orders", 1_000)  # a mark whose worker died long ago
+    assert second.mark_fence(dataset, "orders", 4_000_000_000) is None, "a lapsed mark is taken over"
+
+
+def test_rows_of_a_table_marked_by_another_worker_are_held_not_written(local_stack, bq_client) -> None:
+    dataset = f"held_{uuid.uuid4().hex[:8]}"
+    warehouse = WarehouseConfig(project=local_stack.project, endpoint=local_stack.bigquery_endpoint)
+    other_worker = SchemaManager(bq_client, local_stack.project)
+    other_worker.ensure(dataset, "orders", {**BASE, "amount": "INTEGER"})
+    other_worker.ensure(dataset, "pages", {**BASE, "path": "STRING"})
+    other_worker.mark_fence(dataset, "orders", 4_000_000_000)  # rewriting, far from done
+    known = {
+        (dataset, "orders"): {**BASE, "amount": "INTEGER"},
+        (dataset, "pages"): {**BASE, "path": "STRING"},
+    }
+    rows = [_row(dataset, "orders", "o1", amount=1), _row(dataset, "orders", "o2", amount="x"),
+            _row(dataset, "pages", "p1", path="/")]
+    stream = (
+        test_stream.TestStream()
+        .add_elements([TimestampedValue(row, 0) for row in rows])
+        .advance_processing_time(5)  # past the gathering: ApplyChanges sees the mark
+        .advance_watermark_to_infinity()
+    )
+    with streaming_pipeline() as pipeline:
+        # The refreshed side input carries the mark: o1 fits but is held; o2 needs a
+        # rewrite, and the mutation path finds the mark with its own read.
+        marks = ManagedTables(known, {(dataset, "orders"): 4_000_000_000})
+        side = pipeline | "Schemas" >> beam.Create([marks])
+        fitted, dead = pipeline | stream | SyncSchemas(warehouse, side, 1.0, 0.0, epoch_clock)
+        assert_that(fitted | beam.Map(lambda r: r.row["id"]), equal_to(["p1"]), label="rows")
+        assert_that(dead, equal_to([]), label="dead_letters")
+
+    orders = bq_client.get_table(f"{local_stack.project}.{dataset}.orders")
+    assert {f.name: f.field_type for f in orders.schema}["amount"] == "INTEGER", (
+        "the held string did not start a second rewrite"
+    )
+
+
+def test_rows_of_a_table_in_a_marked_side_input_take_the_mutation_path(local_stack) -> None:
+    dataset = f"marked_{uuid.uuid4().hex[:8]}"
+    warehouse = WarehouseConfig(project=local_stack.project, endpoint=local_stack.bigquery_endpoint)
+    known = {(dataset, "pages"): {**BASE, "path": "STRING"}, (dataset, "docs"): dict(BASE)}
+    marks = {(dataset, "pages"): 4_000_000_000, (dataset, "docs"): 1_000}  # live, lapsed
+    rows = [_row(dataset, "pages", "p1", path="/"), _row(dataset, "docs", "d1")]
+    with streaming_pipeline() as pipeline:
+        side = pipeline | "Schemas" >> beam.Create([ManagedTables(known, marks)])
+        routed = (
+            pipeline
+            | beam.Create(rows)
+            | beam.ParDo(RouteBySchema(warehouse), AsSingleton(side)).with_outputs(MUTATE, main=ROWS)
+        )
+        assert_that(routed[ROWS] | "Direct" >> beam.Map(lambda r: r.row["id"]), equal_to(["d1"]),
+                    label="direct")
+        assert_that(
+            routed[MUTATE] | "Mutate" >> beam.Map(lambda kv: (kv[0], kv[1].row["id"])),
+            equal_to([(f"{dataset}.pages", "p1")]),
+            label="mutation_path",
+        )
