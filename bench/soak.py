@@ -2,6 +2,7 @@
 RSS / lag of the streaming pipeline over a long steady publish.
 
     python -m bench.soak batch [--events 100000,1000000]
+    python -m bench.soak backfill [--events 100000,1000000]
     python -m bench.soak streaming [--minutes 30] [--rate 50]
 
 batch: for each size, writes the corpus to a temporary file in chunks (the bench
@@ -10,6 +11,11 @@ process never holds the whole corpus), runs ``opentrack run --input FILE
 process, and reports its wall time, events/s and peak RSS (GNU ``time`` when
 available, else ``getrusage(RUSAGE_CHILDREN)``), then the rows and dead letters
 found in the output files.
+
+backfill: the same, but into the BigQuery emulator of a local stack it starts, as a
+backfill loads (``--write_mode=insert_missing_by_id``, load jobs): rows are staged
+and MERGEd per id shard. It reports peak RSS and the distinct ids found in the
+per-type tables (one per event).
 
 streaming: starts the local stack, creates a topic and subscription, starts
 ``opentrack run --streaming`` in a child process, publishes ``--rate`` events/s
@@ -97,7 +103,41 @@ def count_output(output_dir: Path) -> tuple[int, int, int]:
     return rows, event_rows, dead
 
 
+def _distinct_events(client, dataset: str) -> int:  # noqa: ANN001 - bigquery.Client
+    """Distinct ids over the per-type tables of ``dataset`` (one per event)."""
+    made = {t.table_id for t in client.list_tables(dataset)}
+    total = 0
+    for table in EVENT_TABLES:
+        if table in made:
+            sql = f"SELECT COUNT(DISTINCT id) AS n FROM `{client.project}.{dataset}.{table}`"
+            total += list(client.query(sql).result())[0]["n"]
+    return total
+
+
+def _dead_letters(client, dataset: str) -> int:  # noqa: ANN001 - bigquery.Client
+    from transforms.naming import DEAD_LETTER_TABLE
+
+    if DEAD_LETTER_TABLE not in {t.table_id for t in client.list_tables(dataset)}:
+        return 0
+    sql = f"SELECT COUNT(*) AS n FROM `{client.project}.{dataset}.{DEAD_LETTER_TABLE}`"
+    return list(client.query(sql).result())[0]["n"]
+
+
 def batch(args: argparse.Namespace) -> int:
+    if args.mode != "backfill":
+        return _sizes(args, None)
+    from pipeline import localstack
+
+    with tempfile.TemporaryDirectory(prefix="opentrack-soak-backfill-", dir=args.tmp) as scratch:
+        with localstack.running(Path(scratch) / "stack",
+                                install_dir=localstack.default_state_dir()) as stack:
+            return _sizes(args, stack)
+
+
+def _sizes(args: argparse.Namespace, stack) -> int:  # noqa: ANN001, C901 - LocalStack or None
+    from pipeline.warehouse.client import make_client
+    from transforms.naming import dataset_name
+
     sizes = [int(s.replace("_", "")) for s in args.events.split(",") if s.strip()]
     results = []
     for events in sizes:
@@ -110,8 +150,16 @@ def batch(args: argparse.Namespace) -> int:
             print(f"[{events:,} events] corpus {size_mb:,.0f} MB written in "
                   f"{time.perf_counter() - began:.1f} s; running the pipeline...", flush=True)
             output_dir = scratch_path / "out"
+            source = SOURCE if stack is None else f"{SOURCE} {events}"
             argv = [sys.executable, "-m", "pipeline.cli", "run", "--input", str(corpus),
-                    "--output_dir", str(output_dir), "--source_name", SOURCE, *args.pipeline_arg]
+                    "--source_name", source, *args.pipeline_arg]
+            if stack is None:
+                argv += ["--output_dir", str(output_dir)]
+            else:
+                argv += [f"--bigquery_project={stack.project}",
+                         f"--bigquery_endpoint={stack.bigquery_endpoint}",
+                         "--write_mode=insert_missing_by_id", "--write_method=FILE_LOADS",
+                         f"--temp_location={scratch_path}"]
             log = scratch_path / "run.log"
             code, seconds, peak_mb = _run_child(argv, log)
             if code != 0:
@@ -120,7 +168,12 @@ def batch(args: argparse.Namespace) -> int:
                 if args.keep_logs:
                     shutil.copy(log, Path(args.keep_logs) / f"soak-{events}.log")
                 return 1
-            rows, event_rows, dead = count_output(output_dir)
+            if stack is None:
+                rows, event_rows, dead = count_output(output_dir)
+            else:
+                client = make_client(stack.project, stack.bigquery_endpoint)
+                rows = event_rows = _distinct_events(client, dataset_name(source))
+                dead = _dead_letters(client, dataset_name(source))
             print(f"[{events:,} events] {seconds:.1f} s, {events / seconds:,.0f} events/s, "
                   f"peak RSS {peak_mb:,.0f} MB, rows {rows:,} (event-table rows {event_rows:,}"
                   f"{'' if event_rows == events else ' != events!'}), dead letters {dead:,}",
@@ -316,11 +369,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tmp", default=None, help="directory for temporary files")
     modes = parser.add_subparsers(dest="mode", required=True)
-    b = modes.add_parser("batch", help="batch RSS and throughput across input sizes")
-    b.add_argument("--events", default="100000,1000000", help="comma-separated sizes")
-    b.add_argument("--keep_logs", default=None, help="copy a failed run's log to this directory")
-    b.add_argument("--pipeline_arg", action="append", default=[],
-                   help="extra option for the pipeline, e.g. --pipeline_arg=--local_slice_mb=0")
+    for mode, text in (("batch", "batch RSS and throughput across input sizes (file sink)"),
+                       ("backfill", "the same as a backfill into the local BigQuery emulator")):
+        b = modes.add_parser(mode, help=text)
+        b.add_argument("--events", default="100000,1000000", help="comma-separated sizes")
+        b.add_argument("--keep_logs", default=None, help="copy a failed run's log here")
+        b.add_argument("--pipeline_arg", action="append", default=[],
+                       help="extra option for the pipeline, e.g. --pipeline_arg=--local_slice_mb=0")
     s = modes.add_parser("streaming", help="streaming RSS and lag over a steady publish")
     s.add_argument("--minutes", type=float, default=30)
     s.add_argument("--rate", type=float, default=50, help="events per second")
@@ -332,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--pipeline_arg", action="append", default=[],
                    help="extra option for the pipeline, e.g. --pipeline_arg=--dedup_window_seconds=300")
     args = parser.parse_args(argv)
-    return batch(args) if args.mode == "batch" else streaming(args)
+    return streaming(args) if args.mode == "streaming" else batch(args)
 
 
 if __name__ == "__main__":
