@@ -7,7 +7,7 @@ dataset keeping, per ``id``, the row with the latest ``loaded_at``; ties are
 broken on the row's JSON text, so the same rows always give the same answer
 (rows tying on both are identical, whichever is shown).
 
-The SQL is the classic form, which BigQuery and the local emulator (DuckDB
+The query is the classic form, which BigQuery and the local emulator (DuckDB
 via sqlglot) both run as is; checked on the emulator, ``QUALIFY`` works there
 too, but the subquery form is kept as the most portable::
 
@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping
 from google.cloud import bigquery
 
 from pipeline.warehouse import identifiers
-from pipeline.warehouse.client import RETRY
+from pipeline.warehouse.client import RETRY, Conflict
 from transforms.naming import DEAD_LETTER_TABLE, VIEW_SUFFIX
 
 _LOG = logging.getLogger(__name__)
@@ -64,16 +64,16 @@ def can_dedup(schema: Mapping[str, str] | Iterable[str]) -> bool:
     return KEY_COLUMN in columns and ORDER_COLUMN in columns
 
 
-def dedup_view_sql(project: str, dataset: str, table: str) -> str:
-    """``CREATE OR REPLACE VIEW <table>_view`` keeping the latest row of every id."""
+def dedup_view_query(project: str, dataset: str, table: str) -> str:
+    """The query of ``<table>_view``, keeping the latest row of every id; refuses names
+    that are not a valid event table or would make an invalid view name."""
     if not is_event_table(table):
         raise identifiers.InvalidIdentifier(f"{table!r} is not an event table: no dedup view")
+    identifiers.quoted_table(project, dataset, view_name(table))
     source = identifiers.quoted_table(project, dataset, table)
-    view = identifiers.quoted_table(project, dataset, view_name(table))
     key = identifiers.quoted_column(KEY_COLUMN)
     order = identifiers.quoted_column(ORDER_COLUMN)
     return (
-        f"CREATE OR REPLACE VIEW {view} AS "
         f"SELECT * EXCEPT({_RANK}) FROM ("
         f"SELECT *, ROW_NUMBER() OVER (PARTITION BY {key} "
         f"ORDER BY {order} DESC, TO_JSON_STRING({_ROW}) DESC) AS {_RANK} "
@@ -83,8 +83,22 @@ def dedup_view_sql(project: str, dataset: str, table: str) -> str:
 
 
 def create_dedup_view(client: bigquery.Client, project: str, dataset: str, table: str) -> str:
-    """Create or replace the dedup view of ``table``; returns the view's name."""
-    client.query(dedup_view_sql(project, dataset, table), retry=RETRY).result()
+    """Create or replace the dedup view of ``table``; returns the view's name.
+
+    A new view is made through the tables API: one request and no query job (on the
+    emulator 0.16 s against 0.29 s for the DDL, measured under load), which is most of a
+    first run's view time. An existing one is replaced by ``CREATE OR REPLACE VIEW``,
+    which makes BigQuery derive its schema anew (the emulator mishandles a patch of
+    ``view_query``: its view then fails to resolve the table's columns).
+    """
+    query = dedup_view_query(project, dataset, table)  # validates every name first
+    spec = bigquery.Table(f"{project}.{dataset}.{view_name(table)}")
+    spec.view_query = query
+    try:
+        client.create_table(spec, retry=RETRY)
+    except Conflict:
+        view = identifiers.quoted_table(project, dataset, view_name(table))
+        client.query(f"CREATE OR REPLACE VIEW {view} AS {query}", retry=RETRY).result()
     return view_name(table)
 
 

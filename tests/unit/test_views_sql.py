@@ -1,4 +1,4 @@
-"""The dedup view SQL (pure): its shape, quoting and refusal of hostile names.
+"""The dedup view query (pure): its shape, quoting and refusal of hostile names.
 
 That the SQL runs and deduplicates is checked on the emulator in
 tests/integration/test_views.py.
@@ -15,8 +15,7 @@ PROJECT = "opentrack-local"
 
 
 def test_view_sql_for_an_event_table() -> None:
-    assert views.dedup_view_sql(PROJECT, "production_site", "order_completed") == (
-        "CREATE OR REPLACE VIEW `opentrack-local.production_site.order_completed_view` AS "
+    assert views.dedup_view_query(PROJECT, "production_site", "order_completed") == (
         "SELECT * EXCEPT(_opentrack_rank) FROM ("
         "SELECT *, ROW_NUMBER() OVER (PARTITION BY `id` "
         "ORDER BY `loaded_at` DESC, TO_JSON_STRING(_opentrack_row) DESC) AS _opentrack_rank "
@@ -27,8 +26,8 @@ def test_view_sql_for_an_event_table() -> None:
 
 @pytest.mark.parametrize("table", ["tracks", "3d_secure", "_1a2b3c4d", "tracks_event"])
 def test_view_is_named_after_its_table(table: str) -> None:
-    sql = views.dedup_view_sql(PROJECT, "src", table)
-    assert sql.startswith(f"CREATE OR REPLACE VIEW `{PROJECT}.src.{table}_view` AS ")
+    sql = views.dedup_view_query(PROJECT, "src", table)
+    assert views.view_name(table) == f"{table}_view"
     assert f"FROM `{PROJECT}.src.{table}` AS _opentrack_row" in sql
 
 
@@ -48,12 +47,13 @@ def test_view_is_named_after_its_table(table: str) -> None:
 )
 def test_hostile_names_are_refused(project: str, dataset: str, table: str) -> None:
     with pytest.raises(InvalidIdentifier):
-        views.dedup_view_sql(project, dataset, table)
+        views.dedup_view_query(project, dataset, table)
 
 
 def test_longest_table_name_still_fits_its_view() -> None:
     table = "a" * 1019  # transforms.naming's limit, so that "_view" fits
-    assert f".{table}_view`" in views.dedup_view_sql(PROJECT, "src", table)
+    assert views.view_name(table) == f"{table}_view"
+    assert f".{table}` AS" in views.dedup_view_query(PROJECT, "src", table)
 
 
 @pytest.mark.parametrize(
@@ -62,7 +62,7 @@ def test_longest_table_name_still_fits_its_view() -> None:
 def test_non_event_tables_get_no_view(table: str) -> None:
     assert not views.is_event_table(table)
     with pytest.raises(InvalidIdentifier):
-        views.dedup_view_sql(PROJECT, "src", table)
+        views.dedup_view_query(PROJECT, "src", table)
 
 
 @pytest.mark.parametrize(
