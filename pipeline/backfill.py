@@ -18,8 +18,11 @@ from typing import Sequence
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.options import OptionError, refuse_unknown_arguments
-from pipeline.run import counters, run
+from pipeline.arguments import OneLineParser, parser_flags, snake_flags, with_environment
+from pipeline.options import OptionError, pipeline_flags, refuse_unknown_arguments
+from pipeline.preflight import PreflightError
+from pipeline.run import counters, preflight, run
+from pipeline.run_help import help_parser
 
 MAX_DAYS = 366
 
@@ -42,26 +45,56 @@ def files_per_pattern(patterns: Sequence[str]) -> dict[str, int]:
     }
 
 
+USAGE = "opentrack backfill --from YYYY-MM-DD --to YYYY-MM-DD --input_prefix PREFIX [options]"
+
+
+def _own_arguments(parser: argparse.ArgumentParser) -> None:
+    days = parser.add_argument_group("backfill options")
+    days.add_argument("--from", dest="first", type=date.fromisoformat, required=True,
+                      metavar="YYYY-MM-DD", help="first day to load (UTC)")
+    days.add_argument("--to", dest="last", type=date.fromisoformat, required=True,
+                      metavar="YYYY-MM-DD", help="last day to load, included")
+    days.add_argument("--input_prefix", required=True, metavar="PREFIX",
+                      help="folder holding dt=YYYY-MM-DD/ folders, local or gs://")  # fmt: skip
+
+
+def help_text() -> str:
+    description = (
+        __doc__.splitlines()[0] + " Every `opentrack run` option applies as well (the write "
+        "mode is always insert_missing_by_id; --input comes from the prefix and the days)."
+    )
+    return help_parser("opentrack backfill", USAGE, description, _own_arguments).format_help()
+
+
 def _parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(prog="opentrack backfill", description=__doc__.splitlines()[0])
-    parser.add_argument("--from", dest="first", type=date.fromisoformat, required=True)
-    parser.add_argument("--to", dest="last", type=date.fromisoformat, required=True)
-    parser.add_argument("--input-prefix", required=True, help="e.g. gs://bucket/events/")
-    return parser.parse_known_args(list(argv))
+    parser = OneLineParser(prog="opentrack backfill", usage=USAGE, add_help=False)
+    _own_arguments(parser)
+    own = with_environment(snake_flags(argv), parser_flags(parser))
+    args, pipeline_args = parser.parse_known_args(own)
+    return args, with_environment(pipeline_args, pipeline_flags())
 
 
 def main(argv: Sequence[str]) -> int:
+    if "-h" in argv or "--help" in argv:
+        print(help_text())
+        return 0
     args, pipeline_args = _parse(argv)
     try:
         refuse_unknown_arguments(pipeline_args)
         return _backfill(args, pipeline_args)
-    except OptionError as error:
+    except (OptionError, argparse.ArgumentTypeError) as error:
         print(f"opentrack backfill: error: {error}", file=sys.stderr)
         return 2
+    except PreflightError as error:
+        print(f"opentrack backfill: error: {error}", file=sys.stderr)
+        return 1
 
 
 def _backfill(args: argparse.Namespace, pipeline_args: list[str]) -> int:
-    patterns = day_patterns(args.input_prefix, args.first, args.last)
+    try:
+        patterns = day_patterns(args.input_prefix, args.first, args.last)
+    except ValueError as error:
+        raise OptionError(str(error)) from None
     found = files_per_pattern(patterns)
     for pattern, count in found.items():
         print(f"{pattern}: {count} files")
@@ -69,13 +102,13 @@ def _backfill(args: argparse.Namespace, pipeline_args: list[str]) -> int:
         print("no files in the range: nothing to load")
         return 0
     if any(a.startswith("--input=") or a == "--input" for a in pipeline_args):
-        raise SystemExit("opentrack backfill: --input is derived from --input-prefix and the dates")
+        raise OptionError("--input is derived from --input_prefix and the dates")
     if any(a.startswith("--write_mode") for a in pipeline_args):
-        raise SystemExit("opentrack backfill: always writes with --write_mode=insert_missing_by_id")
+        raise OptionError("a backfill always writes with --write_mode=insert_missing_by_id")
     present = [pattern for pattern, count in found.items() if count]
-    result = run(
-        [f"--input={','.join(present)}", "--write_mode=insert_missing_by_id", *pipeline_args]
-    )
+    argv = [f"--input={','.join(present)}", "--write_mode=insert_missing_by_id", *pipeline_args]
+    preflight(argv)
+    result = run(argv)
     for name, value in sorted(counters(result).items()):
         print(f"    {name:<48} {value:>9}")
     return 0

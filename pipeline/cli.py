@@ -1,62 +1,83 @@
-"""The ``opentrack`` command: ``preview`` and ``run``."""
+"""The ``opentrack`` command: dispatches to each sub-command and turns a failure into one
+line on stderr (the traceback only with ``--verbose``).
+
+Exit codes: 0 done, 1 the run or what it needs failed, 2 a usage error (nothing ran).
+"""
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
-from typing import Sequence
+import traceback
+from typing import Callable, Sequence
 
-from pipeline import backfill, localstack, preview, replay, run, schema_cli
+from pipeline import backfill, local_cli, preview, replay, run, schema_cli
+from pipeline.arguments import OneLineParser, parse_with_environment, snake_flags
+
+COMMANDS: dict[str, str] = {
+    "preview": "print the rows and dead letters events become (no cloud calls)",
+    "run": "run the pipeline, batch (--input) or streaming (--streaming --subscription)",
+    "backfill": "load --from..--to days of <prefix>/dt=YYYY-MM-DD/ files, idempotently",
+    "replay": "re-feed dead letters (by reason, stage, time) to a file or a topic",
+    "schema": "compare the warehouse with a contract file: schema check|plan|apply",
+    "local": "start/stop the local stack of emulators: local up|down|status|topic",
+}
+# Commands that parse their own arguments (each with its own --help).
+_OWN_PARSER: dict[str, Callable[[list[str]], int]] = {
+    "run": run.main,
+    "backfill": backfill.main,
+    "replay": replay.main,
+    "schema": schema_cli.main,
+    "local": local_cli.main,
+}
+
+
+def _parser() -> OneLineParser:
+    parser = OneLineParser(
+        prog="opentrack",
+        description="Segment-spec analytics events into BigQuery. `opentrack COMMAND --help` "
+        "lists a command's options; --verbose shows a failure's traceback.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, text in COMMANDS.items():
+        sub = commands.add_parser(name, help=text, add_help=name == "preview")
+        if name == "preview":
+            preview.add_arguments(sub)
+    return parser
+
+
+def _one_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    text = lines[0] if lines else type(error).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(
-        prog="opentrack", description="Segment-spec analytics events into BigQuery."
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    preview_parser = commands.add_parser(
-        "preview", help="print the rows and dead letters events become (no cloud calls)"
-    )
-    preview.add_arguments(preview_parser)
-    commands.add_parser(
-        "run",
-        help="run the pipeline; every other flag is a Beam pipeline option "
-        "(see pipeline/options.py)",
-        add_help=False,
-    )
-    commands.add_parser(
-        "local", help="start/stop the local stack of emulators: local up|down|status", add_help=False
-    )
-    commands.add_parser(
-        "backfill",
-        help="load --from..--to days of <prefix>/dt=YYYY-MM-DD/ files, idempotently",
-        add_help=False,
-    )
-    if argv[:1] == ["backfill"]:
-        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-        return backfill.main(argv[1:])
-    commands.add_parser(
-        "schema",
-        help="compare the warehouse with a contract file: schema check|plan|apply --contracts FILE",
-        add_help=False,
-    )
-    if argv[:1] == ["schema"]:
-        return schema_cli.main(argv[1:])
-    commands.add_parser(
-        "replay", help="re-feed dead letters (by reason, stage, time) to a file or a topic",
-        add_help=False,
-    )
-    if argv[:1] == ["replay"]:
-        return replay.main(argv[1:])
-    if argv[:1] == ["local"]:
-        return localstack.main(argv[1:])
-    if argv[:1] == ["run"]:
-        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-        return run.main(argv[1:])
-    args = parser.parse_args(argv)
-    return preview.main(args)
+    argv = snake_flags(sys.argv[1:] if argv is None else argv)
+    verbose = "--verbose" in argv
+    argv = [arg for arg in argv if arg != "--verbose"]
+    command = argv[0] if argv else ""
+    if command != "local":  # the local stack logs its progress itself, at INFO
+        level = logging.INFO if verbose else logging.WARNING
+        logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+        # google.auth warns of no default project though every client here is given one
+        logging.getLogger("google.auth._default").setLevel(logging.ERROR)
+    try:
+        if command in _OWN_PARSER:
+            return _OWN_PARSER[command](argv[1:])
+        return preview.main(parse_with_environment(_parser(), argv))
+    except KeyboardInterrupt:
+        print(f"opentrack {command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - the last line of defence: one line, exit 1
+        if verbose:
+            traceback.print_exc()
+        hint = "" if verbose else " (--verbose shows the traceback)"
+        print(
+            f"opentrack {command}: error: {type(error).__name__}: {_one_line(error)}{hint}",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The local stack: real BigQuery, GCS and Pub/Sub emulators on 127.0.0.1 (``opentrack local``).
+"""The local stack: real BigQuery, GCS and Pub/Sub emulators on 127.0.0.1 (its command is
+``pipeline.local_cli``).
 
 BigQuery is ``local-bigquery`` (DuckDB-backed). It needs Python 3.13, so it lives in its
 own virtualenv, ``<install dir>/bqvenv``, built from ``localstack_requirements.txt``. DuckDB
@@ -27,7 +28,6 @@ spawn, and ``stop`` works from another process: everything it needs is in ``stat
 
 from __future__ import annotations
 
-import argparse
 import fcntl
 import glob
 import hashlib
@@ -35,7 +35,6 @@ import json
 import logging
 import os
 import re
-import shlex
 import shutil
 import signal
 import socket
@@ -146,6 +145,7 @@ def environment(stack: LocalStack) -> dict[str, str]:
     """
     variables = {
         "STORAGE_EMULATOR_HOST": stack.storage_endpoint,
+        "OPENTRACK_BIGQUERY_PROJECT": stack.project,
         "OPENTRACK_BIGQUERY_ENDPOINT": stack.bigquery_endpoint,
         "OPENTRACK_BIGQUERY_STORAGE_ENDPOINT": stack.bigquery_grpc_endpoint,
         "GOOGLE_APPLICATION_CREDENTIALS": str(local_credentials_file()),
@@ -799,88 +799,3 @@ def running(
         yield stack
     finally:
         stop(state_dir)
-
-
-# --- opentrack local up|down|status -----------------------------------------------------
-
-
-def _describe(stack: LocalStack, state_dir: Path) -> str:
-    if stack.pubsub_endpoint:
-        pubsub = f"pubsub    {stack.pubsub_endpoint}  (pid {stack.pids[2]})"
-    else:
-        pubsub = f"pubsub    UNAVAILABLE: {stack.pubsub_unavailable}"
-    return "\n".join(
-        [
-            f"bigquery  {stack.bigquery_endpoint}  (project {stack.project}, "
-            f"storage API {stack.bigquery_grpc_endpoint}, pid {stack.pids[0]})",
-            f"storage   {stack.storage_endpoint}  (pid {stack.pids[1]})",
-            pubsub,
-            f"state     {state_dir.resolve() / STATE_FILE}",
-        ]
-    )
-
-
-def _exports(stack: LocalStack) -> str:
-    """Export lines; a missing Pub/Sub is said in a comment, which ``eval`` ignores."""
-    lines = [f"export {k}={shlex.quote(v)}" for k, v in environment(stack).items()]
-    if not stack.pubsub_endpoint:
-        reason = " ".join(stack.pubsub_unavailable.split())
-        lines.append(f"# PUBSUB_EMULATOR_HOST not set: Pub/Sub emulator unavailable: {reason}")
-    return "\n".join(lines)
-
-
-def main(argv: list[str]) -> int:
-    """``opentrack local up|down|status``. ``up`` prints only the export lines on stdout,
-    so ``eval "$(opentrack local up)"`` configures the shell."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--state-dir",
-        type=Path,
-        default=None,
-        help="where the venv, data, logs and state.json live "
-        "(default: $OPENTRACK_LOCAL_STATE or <repo>/.local-stack)",
-    )
-    parser = argparse.ArgumentParser(
-        prog="opentrack local", description="BigQuery, GCS and Pub/Sub emulators on 127.0.0.1."
-    )
-    actions = parser.add_subparsers(dest="action", required=True)
-    up = actions.add_parser(
-        "up", parents=[common], help="install if needed, start, print the export lines"
-    )
-    up.add_argument(
-        "--project", default=DEFAULT_PROJECT, help="project id (BigQuery; Pub/Sub clients use it)"
-    )
-    actions.add_parser("down", parents=[common], help="stop the servers")
-    actions.add_parser(
-        "status", parents=[common], help="print the endpoints; exit 1 when not running"
-    )
-    args = parser.parse_args(argv)
-    state_dir: Path = args.state_dir or default_state_dir()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        if args.action == "up":
-            stack = status(state_dir)
-            if stack is not None:
-                print("already running", file=sys.stderr)
-            else:
-                stack = start(state_dir, args.project)
-            print(_describe(stack, state_dir), file=sys.stderr)
-            print(_exports(stack))
-            return 0
-        if args.action == "down":
-            print("stopped" if stop(state_dir) else "not running", file=sys.stderr)
-            return 0
-        stack = status(state_dir)
-        if stack is None:
-            print("not running")
-            return 1
-        print(_describe(stack, state_dir))
-        print(_exports(stack))
-        return 0
-    except LocalStackError as error:
-        print(f"opentrack local: {error}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))

@@ -309,10 +309,11 @@ def contract_retention(path: str) -> dict[str, int | None]:
     return retention
 
 
-def _parse_with_beam(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """(arguments no option takes, every valid flag), by Beam's own parser of every
-    option class, ours and Beam's (Beam itself only warns about the unknown and runs on)."""
-    seen: list[tuple[list[str], list[str]]] = []
+def _parse_with_beam(argv: Sequence[str]) -> tuple[list[str], dict[str, bool]]:
+    """(arguments no option takes, every valid flag and whether it takes a value), by
+    Beam's own parser of every option class, ours and Beam's (Beam itself only warns
+    about the unknown and runs on)."""
+    seen: list[tuple[list[str], dict[str, bool]]] = []
 
     def refuse(message: str) -> NoReturn:
         raise OptionError(message)  # not argparse's usage of ~200 lines and exit
@@ -321,7 +322,8 @@ def _parse_with_beam(argv: Sequence[str]) -> tuple[list[str], list[str]]:
         # Parsed here, before Beam adds the unknown arguments to this same parser.
         parser.error = refuse  # type: ignore[method-assign]
         _, unknown = parser.parse_known_args(list(argv))
-        seen.append((unknown, [f for action in parser._actions for f in action.option_strings]))
+        flags = {f: a.nargs != 0 for a in parser._actions for f in a.option_strings}
+        seen.append((unknown, flags))
 
     PipelineOptions(list(argv)).get_all_options(
         add_extra_args_fn=parse, retain_unknown_options=True
@@ -335,11 +337,17 @@ def refuse_unknown_arguments(argv: Sequence[str]) -> None:
     if not unknown:
         return
     first = unknown[0]
-    close = difflib.get_close_matches(first.split("=", 1)[0], valid, n=1)
+    close = difflib.get_close_matches(first.split("=", 1)[0], list(valid), n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
     raise OptionError(
         f"unknown argument {first}{hint}; `opentrack run --help` lists every option"
     )
+
+
+def pipeline_flags() -> dict[str, bool]:
+    """Every long flag a run takes (ours and Beam's), and whether it takes a value."""
+    _, flags = _parse_with_beam([])
+    return {flag: takes for flag, takes in flags.items() if flag.startswith("--")}
 
 
 def table_settings(options: OpenTrackOptions) -> TableSettings:

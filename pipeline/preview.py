@@ -25,9 +25,9 @@ from pipeline.summary import RunSummary
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source-name", default=DEFAULT_SOURCE, help="default source name")
+    parser.add_argument("--source_name", default=DEFAULT_SOURCE, help="default source name")
     parser.add_argument(
-        "--source-field", default=None, help="dotted event field holding the source name"
+        "--source_field", default=None, help="dotted event field holding the source name"
     )
     parser.add_argument(
         "--input", type=argparse.FileType("rb"), default=None, help="JSONL file (default stdin)"
@@ -40,8 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Without it a line is treated as a batch run treats a file line: read now, its "
         "timestamp kept as sent",
     )
-    parser.add_argument("--max-event-bytes", type=int, default=Limits().max_event_bytes)
-    parser.add_argument("--max-depth", type=int, default=Limits().max_depth)
+    parser.add_argument("--max_event_bytes", type=int, default=Limits().max_event_bytes)
+    parser.add_argument("--max_depth", type=int, default=Limits().max_depth)
 
 
 def preview(

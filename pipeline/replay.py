@@ -38,6 +38,8 @@ from typing import TYPE_CHECKING
 from google.api_core.exceptions import GoogleAPIError
 from google.cloud import bigquery
 
+from pipeline.arguments import OneLineParser, parse_with_environment
+from pipeline.preflight import PreflightError, check_bigquery
 from pipeline.warehouse import identifiers
 from pipeline.warehouse.client import RETRY, NotFound, make_client
 from transforms.chain import REPLAY_ATTRIBUTE
@@ -294,7 +296,7 @@ def _topic(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="opentrack replay",
         description="Re-feed dead letters (their original payloads) after a fix.",
     )
@@ -331,9 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_SOURCE_ATTRIBUTE,
         help="attribute carrying the original source on --topic (the pipeline's option)",
     )
-    parser.add_argument("--dry-run", action="store_true", help="count only; write nothing")
+    parser.add_argument("--dry_run", action="store_true", help="count only; write nothing")
     parser.add_argument(
-        "--delete-replayed",
+        "--delete_replayed",
         action="store_true",
         help="after a successful write/publish, delete the replayed dead letters",
     )
@@ -342,11 +344,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
     parser = build_parser()
-    args = parser.parse_args(list(argv))
+    args = parse_with_environment(parser, argv)
     if not args.dry_run and not (args.output or args.topic):
         parser.error("a target is required: --output FILE or --topic projects/P/topics/T")
     if args.dry_run and args.delete_replayed:
-        parser.error("--delete-replayed deletes only what a real replay sent, not with --dry-run")
+        parser.error("--delete_replayed deletes only what a real replay sent, not with --dry_run")
     if args.since and args.until and args.since >= args.until:
         parser.error("--since must be before --until")
     try:
@@ -417,6 +419,11 @@ def report(summary: Summary, to_file: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
     selection = Selection(tuple(args.reason or ()), args.stage, args.since, args.until)
+    try:
+        check_bigquery(args.bigquery_project, args.bigquery_endpoint)
+    except PreflightError as error:
+        print(f"opentrack replay: error: {error}", file=sys.stderr)
+        return 1
     client = make_client(args.bigquery_project, args.bigquery_endpoint)
     try:
         if args.dry_run:

@@ -24,17 +24,32 @@ from apache_beam.options.pipeline_options import (
     GoogleCloudOptions,
     PipelineOptions,
     StandardOptions,
+    TestOptions,
 )
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.runners.runner import PipelineResult, PipelineState
+from google.api_core.exceptions import GoogleAPIError
 
 from pipeline.graph import build_graph
 from pipeline.streaming_graph import build_streaming_graph
-from pipeline.options import OpenTrackOptions, OptionError, refuse_unknown_arguments
+from pipeline.arguments import snake_flags, with_environment
+from pipeline.options import (
+    OpenTrackOptions,
+    OptionError,
+    pipeline_flags,
+    refuse_unknown_arguments,
+    warehouse_config,
+)
+from pipeline.preflight import PreflightError, check_bigquery, check_input, check_subscription
+from pipeline.run_help import beam_help_text, help_text
 from pipeline.slicing import estimated_bytes, input_paths, run_sliced
 from pipeline.summary import RunSummary
+from pipeline.warehouse.client import make_client
+from pipeline.warehouse.report import warehouse_summary
 from transforms.file_sink import FILE_SUFFIX
 from transforms.infer import infer
 from transforms.naming import DEAD_LETTER_TABLE
+from transforms.schema_sync import DATASETS_NAMESPACE
 
 LOCAL_BATCH_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
 LOCAL_STREAMING_RUNNER = "BundleBasedDirectRunner"
@@ -162,35 +177,77 @@ def run_until_stopped(argv: Sequence[str], poll_seconds: float = 5.0) -> Pipelin
     return result
 
 
-def help_text() -> str:
-    """``opentrack run --help``: every option of ours with its help; Beam's by name."""
-    parser = argparse.ArgumentParser(
-        prog="opentrack run",
-        description="Run the pipeline: a batch run on files (--input PATTERN) or a streaming "
-        "run from Pub/Sub (--streaming --subscription projects/P/subscriptions/S), into "
-        "BigQuery (--bigquery_project P) or, with --output_dir DIR, into JSON-lines files.",
-        epilog="Beam's own options are accepted as well: --runner, --project, --region, "
-        "--temp_location, --streaming, --num_workers, ... (Beam's documentation lists them).",
-    )
-    OpenTrackOptions._add_argparse_args(parser)  # noqa: SLF001 - Beam's registration hook
-    return parser.format_help()
+def preflight(argv: Sequence[str]) -> None:
+    """What must hold before a graph is built: valid options, an input that matches,
+    a subscription that exists, a BigQuery that answers (``pipeline.preflight``)."""
+    options = pipeline_options(argv)
+    opentrack = options.view_as(OpenTrackOptions)
+    streaming = options.view_as(StandardOptions).streaming
+    if streaming and not opentrack.subscription:
+        raise OptionError("--streaming needs --subscription=projects/P/subscriptions/S")
+    if not streaming and not opentrack.input:
+        raise OptionError("--input=PATTERN is required (or --streaming --subscription=...)")
+    if not opentrack.output_dir:
+        config = warehouse_config(opentrack)  # refuses what is wrong before any call
+    if options.view_as(TestOptions).dry_run:
+        return  # a Dataflow dry run builds the job offline: nothing to reach
+    if streaming:
+        check_subscription(opentrack.subscription)
+    else:
+        check_input(opentrack.input)
+    if not opentrack.output_dir:
+        check_bigquery(config.project, config.endpoint)
 
 
 def main(argv: Sequence[str]) -> int:
+    """``opentrack run``; a failure other than a refused option propagates (the CLI
+    prints it in one line)."""
+    argv = snake_flags(argv)
     if "-h" in argv or "--help" in argv:
         print(help_text())
         return 0
+    if "--help_beam" in argv:
+        print(beam_help_text())
+        return 0
     try:
+        argv = with_environment(argv, pipeline_flags())
         refuse_unknown_arguments(argv)
-        streaming = pipeline_options(argv).view_as(StandardOptions).streaming
-        result = run_until_stopped(argv) if streaming else run(argv)
-    except OptionError as error:
+        preflight(argv)
+    except (OptionError, argparse.ArgumentTypeError) as error:
         print(f"opentrack run: error: {error}", file=sys.stderr)
         return 2
+    except PreflightError as error:
+        print(f"opentrack run: error: {error}", file=sys.stderr)
+        return 1
+    streaming = pipeline_options(argv).view_as(StandardOptions).streaming
+    result = run_until_stopped(argv) if streaming else run(argv)
     print("counters:")
     for name, value in sorted(counters(result).items()):
         print(f"    {name:<48} {value:>9}")
-    output_dir = PipelineOptions(list(argv)).view_as(OpenTrackOptions).output_dir
-    if output_dir:
-        print(summarize_output_dir(output_dir).render())
+    opentrack = PipelineOptions(list(argv)).view_as(OpenTrackOptions)
+    if opentrack.output_dir:
+        print(summarize_output_dir(opentrack.output_dir).render())
+    elif not streaming:
+        print_warehouse_summary(opentrack, written_datasets(result))
     return 0
+
+
+def written_datasets(result: PipelineResult) -> list[str]:
+    """The datasets whose tables the batch run ensured (``DATASETS_NAMESPACE``)."""
+    query = result.metrics().query(MetricsFilter().with_namespace(DATASETS_NAMESPACE))
+    return sorted({entry.key.metric.name for entry in query["counters"]})
+
+
+def print_warehouse_summary(options: OpenTrackOptions, datasets: Sequence[str]) -> None:
+    """The tables, rows and dead letters of those datasets; a summary that cannot be read
+    is a warning, not a failed run."""
+    if not datasets:
+        return
+    config = warehouse_config(options)
+    client = make_client(config.project, config.endpoint)
+    try:
+        print(warehouse_summary(client, datasets).render())
+    except GoogleAPIError as error:
+        _LOG.warning("the run is done; its summary could not be read: %s", error)
+    finally:
+        client.close()

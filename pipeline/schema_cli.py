@@ -28,6 +28,7 @@ from google.auth.exceptions import GoogleAuthError
 from google.cloud import bigquery
 from requests.exceptions import RequestException
 
+from pipeline.arguments import OneLineParser, parse_with_environment
 from pipeline.warehouse import identifiers
 from pipeline.warehouse.client import make_client
 from pipeline.warehouse.contract_apply import apply_contract, probe, read_warehouse
@@ -47,7 +48,7 @@ OK, DRIFT, ERROR = 0, 1, 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="opentrack schema",
         description="Check the live BigQuery warehouse against a contract file, plan and apply "
         "the safe changes.",
@@ -203,7 +204,7 @@ def main(
     out = out or sys.stdout
     err = err or sys.stderr
     try:
-        args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+        args = parse_with_environment(build_parser(), sys.argv[1:] if argv is None else argv)
     except SystemExit as exit_:  # --help (0) or a usage error (2, already printed)
         return int(exit_.code or 0)
     try:

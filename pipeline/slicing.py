@@ -18,7 +18,10 @@ and names the slices already loaded.
 from __future__ import annotations
 
 import logging
+import math
+import sys
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,16 +132,24 @@ def run_sliced(
     run_one: Any,  # Callable[[str, int], PipelineResult]: runs the pipeline on one slice
     scratch: str | None = None,
 ) -> SlicedResult:
-    """Run ``run_one(slice_path, slice_index)`` on each slice of ``files`` in turn."""
+    """Run ``run_one(slice_path, slice_index)`` on each slice of ``files`` in turn, saying
+    on stderr how far it is (a slice of a large input takes minutes)."""
     sliced = SlicedResult()
+    expected = max(1, math.ceil(sum(size for _, size in files) / slice_bytes))
     with tempfile.TemporaryDirectory(prefix="opentrack-slices-", dir=scratch) as directory:
         for index, path in enumerate(write_slices(files, slice_bytes, Path(directory))):
-            _LOG.info("slice %d: %.1f MB", index, path.stat().st_size / 1e6)
+            started = time.monotonic()
+            size_mb = path.stat().st_size / 1e6
+            print(f"slice {index + 1} of ~{expected}: {size_mb:.1f} MB ...", file=sys.stderr,
+                  flush=True)  # fmt: skip
             try:
                 result = run_one(str(path), index)
             except Exception:
-                _LOG.error("slice %d failed; the %d slice(s) before it are loaded", index, index)
+                _LOG.error("slice %d failed; the %d slice(s) before it are loaded", index + 1,
+                           index)  # fmt: skip
                 raise
+            print(f"slice {index + 1} done in {time.monotonic() - started:.0f} s", file=sys.stderr,
+                  flush=True)  # fmt: skip
             sliced.results.append(result)
             path.unlink()
     return sliced

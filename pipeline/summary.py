@@ -25,6 +25,7 @@ class TableSummary:
 class RunSummary:
     tables: dict[str, TableSummary] = field(default_factory=dict)  # "dataset.table"
     dead_letters: Counter[str] = field(default_factory=Counter)  # reason -> count
+    dead_letter_tables: list[str] = field(default_factory=list)  # where they are stored
 
     def add_row(self, dataset: str, table: str, schema: Mapping[str, str]) -> None:
         self.tables.setdefault(f"{dataset}.{table}", TableSummary()).add(schema)
@@ -42,7 +43,9 @@ class RunSummary:
                 shown = f"{INTEGER} (values past 2**53)" if kind == WIDE_INTEGER else kind
                 lines.append(f"    {column:<44} {shown}")
         total = sum(self.dead_letters.values())
-        lines.append(f"dead letters: {total}")
+        where = ", ".join(self.dead_letter_tables)
+        stored = f" (stored in {where})" if where else ""
+        lines.append(f"dead letters: {total}{stored}")
         for reason, count in sorted(self.dead_letters.items()):
             lines.append(f"    {reason:<44} {count:>7}")
         return "\n".join(lines)

@@ -33,6 +33,9 @@ TableKey = tuple[str, str]  # (dataset, table)
 # 2.2 s two at a time, 2.0 s four at a time; creations no faster and, four at a time,
 # slower (it serialises DDL); BigQuery itself takes more.
 SCHEMA_CONCURRENCY = 2
+# One counter per dataset a batch run writes (its tables, by name): how ``opentrack run``
+# knows which datasets to summarise.
+DATASETS_NAMESPACE = "opentrack.datasets"
 
 
 def table_schema_of(row: TableRow) -> tuple[TableKey, Mapping[str, str]]:
@@ -84,6 +87,7 @@ class ApplySchemas(beam.DoFn):
     def finish_bundle(self) -> Iterator[WindowedValue]:
         pending, self._pending = self._pending, []
         for key, result in map_in_bundle(self._ensure, pending, SCHEMA_CONCURRENCY):
+            Metrics.counter(DATASETS_NAMESPACE, key[0]).inc()  # the run's summary reads them
             if result.changed:
                 Metrics.counter(METRICS_NAMESPACE, "schema_tables_changed").inc()
             yield GlobalWindows.windowed_value((key, (result.schema, result.refused)))

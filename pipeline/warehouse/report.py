@@ -13,19 +13,32 @@ from transforms.naming import DEAD_LETTER_TABLE
 
 
 def warehouse_summary(client: bigquery.Client, datasets: Iterable[str]) -> RunSummary:
-    """Two queries per table; meant for demos and checks, not for hot paths."""
+    """Per dataset: one query counting every table's rows and the dead letters by reason,
+    and one schema read per table."""
     summary = RunSummary()
     for dataset in datasets:
-        for item in client.list_tables(identifiers.dataset_id(dataset)):
-            if item.table_type != "TABLE":
-                continue  # dedup views repeat their table
-            target = identifiers.quoted_table(client.project, dataset, item.table_id)
-            if item.table_id == DEAD_LETTER_TABLE:
-                sql = f"SELECT reason, COUNT(*) AS n FROM {target} GROUP BY reason"
-                for row in client.query(sql).result():
-                    summary.dead_letters[row["reason"]] += row["n"]
+        tables = [t.table_id for t in client.list_tables(identifiers.dataset_id(dataset))
+                  if t.table_type == "TABLE"]  # dedup views repeat their table
+        if not tables:
+            continue
+        counts, names = [], []
+        for index, table in enumerate(tables):
+            target = identifiers.quoted_table(client.project, dataset, table)
+            label = "reason" if table == DEAD_LETTER_TABLE else "CAST(NULL AS STRING)"
+            counts.append(f"SELECT @t{index} AS t, {label} AS reason, COUNT(*) AS n "
+                          f"FROM {target} GROUP BY 2")  # fmt: skip
+            names.append(bigquery.ScalarQueryParameter(f"t{index}", "STRING", table))
+        job = bigquery.QueryJobConfig(query_parameters=names)
+        for row in client.query(" UNION ALL ".join(counts), job_config=job).result():
+            if row["t"] == DEAD_LETTER_TABLE:
+                summary.dead_letters[row["reason"]] += row["n"]
                 continue
-            count = list(client.query(f"SELECT COUNT(*) AS n FROM {target}").result())[0]["n"]
-            columns = from_api(client.get_table(f"{client.project}.{dataset}.{item.table_id}").schema)
-            summary.tables[f"{dataset}.{item.table_id}"] = TableSummary(count, columns)
+            columns = from_api(client.get_table(f"{client.project}.{dataset}.{row['t']}").schema)
+            summary.tables[f"{dataset}.{row['t']}"] = TableSummary(row["n"], columns)
+        for table in tables:
+            if table != DEAD_LETTER_TABLE and f"{dataset}.{table}" not in summary.tables:
+                columns = from_api(client.get_table(f"{client.project}.{dataset}.{table}").schema)
+                summary.tables[f"{dataset}.{table}"] = TableSummary(0, columns)
+        if DEAD_LETTER_TABLE in tables:
+            summary.dead_letter_tables.append(f"{dataset}.{DEAD_LETTER_TABLE}")
     return summary

@@ -13,7 +13,7 @@ import pytest
 from google.api_core.exceptions import NotFound
 from google.cloud import bigquery, pubsub_v1, storage
 
-from pipeline import localstack
+from pipeline import local_cli, localstack
 
 
 def _unique(prefix: str) -> str:
@@ -195,6 +195,7 @@ def test_environment_names_every_endpoint_and_local_credentials(
     assert Path(variables.pop("GOOGLE_APPLICATION_CREDENTIALS")).is_file()
     assert variables == {
         "STORAGE_EMULATOR_HOST": local_stack.storage_endpoint,
+        "OPENTRACK_BIGQUERY_PROJECT": local_stack.project,
         "OPENTRACK_BIGQUERY_ENDPOINT": local_stack.bigquery_endpoint,
         "OPENTRACK_BIGQUERY_STORAGE_ENDPOINT": local_stack.bigquery_grpc_endpoint,
         "PUBSUB_EMULATOR_HOST": pubsub_emulator,
@@ -286,7 +287,7 @@ def test_without_the_pubsub_jar_bigquery_and_gcs_still_start_and_say_so(
         assert len(stack.pids) == 2
         assert localstack.status(state_dir) == stack
         assert "PUBSUB_EMULATOR_HOST" not in localstack.environment(stack)
-        assert localstack.main(["status", "--state-dir", str(state_dir)]) == 0
+        assert local_cli.main(["status", "--state-dir", str(state_dir)]) == 0
         output = capsys.readouterr().out
         assert f"pubsub    UNAVAILABLE: no Pub/Sub emulator jar matches {missing}" in output
         assert "# PUBSUB_EMULATOR_HOST not set: Pub/Sub emulator unavailable" in output

@@ -319,7 +319,10 @@ def test_publishes_to_pubsub_with_replay_and_source_attributes(
         ],
     ],
 )
-def test_bad_arguments_are_refused_before_any_call(args: list[str], tmp_path: Path) -> None:
+def test_bad_arguments_are_refused_before_any_call(
+    args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENTRACK_BIGQUERY_PROJECT", raising=False)  # "no project" means none
     with pytest.raises(SystemExit) as exit_info:
         replay.main(args)
     assert exit_info.value.code == 2
