@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import signal
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -165,8 +167,15 @@ def _run_batch(argv: Sequence[str]) -> PipelineResult:
     return result
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_until_stopped(argv: Sequence[str], poll_seconds: float = 5.0) -> PipelineResult:
-    """Run a streaming pipeline until it ends or Ctrl-C, then cancel it cleanly."""
+    """Run a streaming pipeline until it ends, Ctrl-C or SIGTERM (``kill``, a container
+    stop), then cancel it cleanly."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
     result = start(argv)
     try:
         while not PipelineState.is_terminal(result.state):
