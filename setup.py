@@ -5,7 +5,8 @@ from setuptools import find_packages, setup
 # Exact pins: the Flex Template image and the workers must run what CI tested.
 # Transitive versions are pinned in constraints.txt (pip install -c constraints.txt).
 INSTALL_REQUIRES = [
-    "apache-beam[gcp]==2.77.0",
+    # gcp: BigQuery, Pub/Sub, GCS; aws: Beam's S3 filesystem (Segment archives on s3://).
+    "apache-beam[gcp,aws]==2.77.0",
     "google-cloud-bigquery==3.47.0",
     "google-cloud-pubsub==2.44.0",
     "google-cloud-storage==3.17.1",
@@ -27,6 +28,10 @@ LOCAL_REQUIRES = [
     # The BigQuery emulator needs Python 3.13 and lives in its own virtualenv,
     # pinned by pipeline/localstack_requirements.txt.
     "gcp-storage-emulator==2026.7.19",
+    # A local S3 server for the s3:// tests (moto's server mode needs Flask).
+    "moto[s3]==5.2.6",
+    "flask==3.1.3",
+    "flask-cors==6.0.5",
 ]
 
 BENCH_REQUIRES = [

@@ -1,12 +1,17 @@
 """``opentrack backfill``: load a range of days of archived events, idempotently.
 
-Files are laid out by day under a prefix: ``<prefix>/dt=YYYY-MM-DD/*.jsonl``
-(or ``.jsonl.gz``), local or ``gs://``. A backfill of ``--from`` .. ``--to``
-(inclusive) is one batch job reading every day's files, written with
-``--write_mode=insert_missing_by_id``: rows are staged and MERGEd in only when
-their id is new, so running the same range twice leaves the tables exactly as
-one run did (and overlapping ranges add nothing twice). Every other flag is a
-pipeline option passed through (``--bigquery_project``, ``--source_name``...).
+Two layouts, local, ``gs://`` or ``s3://``:
+
+* ``--input_prefix PREFIX``: ``<prefix>/dt=YYYY-MM-DD/*.jsonl`` (or ``.jsonl.gz``), one
+  batch job over every day's files;
+* ``--segment_archive ROOT/segment-logs[/SOURCE_ID]``: Segment's own archive (its S3
+  destination, ``pipeline.segment_archive``), one batch job per source id, its source
+  name from ``--source_map ID=NAME`` (default: the id).
+
+Every job writes with ``--write_mode=insert_missing_by_id``: rows are staged and MERGEd in
+only when their id is new, so running the same range twice leaves the tables exactly as
+one run did (and overlapping ranges add nothing twice). Every other flag is a pipeline
+option passed through (``--bigquery_project``, ``--s3_endpoint_url``...).
 """
 
 from __future__ import annotations
@@ -17,25 +22,37 @@ from datetime import date, timedelta
 from typing import Sequence
 
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
 
+from pipeline import segment_archive
 from pipeline.arguments import OneLineParser, parser_flags, snake_flags, with_environment
-from pipeline.options import OptionError, pipeline_flags, refuse_unknown_arguments
+from pipeline.options import OptionError, checked_s3_endpoint, pipeline_flags
+from pipeline.options import refuse_unknown_arguments
 from pipeline.preflight import PreflightError
-from pipeline.run import counters, preflight, run
+from pipeline.run import preflight, report, run
 from pipeline.run_help import help_parser
 
 MAX_DAYS = 366
+USAGE = (
+    "opentrack backfill --from YYYY-MM-DD --to YYYY-MM-DD "
+    "(--input_prefix PREFIX | --segment_archive ROOT/segment-logs[/SOURCE_ID]) [options]"
+)
 
 
-def day_patterns(prefix: str, first: date, last: date) -> list[str]:
-    """The file pattern of each day of the range, in order."""
+def days_of(first: date, last: date) -> list[date]:
+    """Every day of the range, in order; refused when reversed or longer than a year."""
     if last < first:
         raise ValueError(f"--to {last} is before --from {first}")
     days = (last - first).days + 1
     if days > MAX_DAYS:
         raise ValueError(f"{days} days: split backfills longer than {MAX_DAYS} days")
+    return [first + timedelta(days=n) for n in range(days)]
+
+
+def day_patterns(prefix: str, first: date, last: date) -> list[str]:
+    """The file pattern of each day of the range, in order."""
     base = prefix.rstrip("/")
-    return [f"{base}/dt={first + timedelta(days=n)}/*.jsonl*" for n in range(days)]
+    return [f"{base}/dt={day}/*.jsonl*" for day in days_of(first, last)]
 
 
 def files_per_pattern(patterns: Sequence[str]) -> dict[str, int]:
@@ -45,23 +62,29 @@ def files_per_pattern(patterns: Sequence[str]) -> dict[str, int]:
     }
 
 
-USAGE = "opentrack backfill --from YYYY-MM-DD --to YYYY-MM-DD --input_prefix PREFIX [options]"
-
-
 def _own_arguments(parser: argparse.ArgumentParser) -> None:
     days = parser.add_argument_group("backfill options")
     days.add_argument("--from", dest="first", type=date.fromisoformat, required=True,
                       metavar="YYYY-MM-DD", help="first day to load (UTC)")
     days.add_argument("--to", dest="last", type=date.fromisoformat, required=True,
                       metavar="YYYY-MM-DD", help="last day to load, included")
-    days.add_argument("--input_prefix", required=True, metavar="PREFIX",
-                      help="folder holding dt=YYYY-MM-DD/ folders, local or gs://")  # fmt: skip
+    where = days.add_mutually_exclusive_group(required=True)
+    where.add_argument("--input_prefix", metavar="PREFIX",
+                       help="folder holding dt=YYYY-MM-DD/ folders (local, gs:// or s3://)")
+    where.add_argument("--segment_archive", metavar="ROOT/segment-logs[/SOURCE_ID]",
+                       help="Segment's archive (its S3 destination's layout; s3://, gs:// or "
+                       "local): the received days of every source, or of one")
+    days.add_argument("--source_map", action="append", default=[], metavar="ID=NAME",
+                      help="with --segment_archive: the source name a source id loads as "
+                      "(repeatable; default: the id itself)")  # fmt: skip
 
 
 def help_text() -> str:
     description = (
-        __doc__.splitlines()[0] + " Every `opentrack run` option applies as well (the write "
-        "mode is always insert_missing_by_id; --input comes from the prefix and the days)."
+        "Load a range of days of archived events, idempotently. Every `opentrack run` "
+        "option applies as well (the write mode is always insert_missing_by_id; --input "
+        "comes from the layout and the days; for s3:// Beam's --s3_* options, e.g. "
+        "--s3_endpoint_url, with credentials from the AWS environment)."
     )
     return help_parser("opentrack backfill", USAGE, description, _own_arguments).format_help()
 
@@ -81,8 +104,17 @@ def main(argv: Sequence[str]) -> int:
     args, pipeline_args = _parse(argv)
     try:
         refuse_unknown_arguments(pipeline_args)
-        return _backfill(args, pipeline_args)
-    except (OptionError, argparse.ArgumentTypeError) as error:
+        for flag in ("--input", "--write_mode"):
+            if any(a == flag or a.startswith(flag + "=") for a in pipeline_args):
+                raise OptionError(f"{flag} is set by the backfill itself: leave it out")
+        options = PipelineOptions(pipeline_args)
+        checked_s3_endpoint(options)
+        FileSystems.set_options(options)  # s3:// listing needs the --s3_* options
+        days = days_of(args.first, args.last)
+        if args.segment_archive:
+            return _archive_backfill(args, days, pipeline_args)
+        return _prefix_backfill(args.input_prefix, days, pipeline_args)
+    except (OptionError, argparse.ArgumentTypeError, ValueError) as error:
         print(f"opentrack backfill: error: {error}", file=sys.stderr)
         return 2
     except PreflightError as error:
@@ -90,25 +122,40 @@ def main(argv: Sequence[str]) -> int:
         return 1
 
 
-def _backfill(args: argparse.Namespace, pipeline_args: list[str]) -> int:
-    try:
-        patterns = day_patterns(args.input_prefix, args.first, args.last)
-    except ValueError as error:
-        raise OptionError(str(error)) from None
-    found = files_per_pattern(patterns)
+def _load(patterns: Sequence[str], pipeline_args: Sequence[str]) -> None:
+    argv = [f"--input={','.join(patterns)}", "--write_mode=insert_missing_by_id", *pipeline_args]
+    preflight(argv)
+    report(run(argv), argv)
+
+
+def _prefix_backfill(prefix: str, days: Sequence[date], pipeline_args: list[str]) -> int:
+    found = files_per_pattern(day_patterns(prefix, days[0], days[-1]))
     for pattern, count in found.items():
         print(f"{pattern}: {count} files")
-    if not any(found.values()):
+    present = [pattern for pattern, count in found.items() if count]
+    if not present:
         print("no files in the range: nothing to load")
         return 0
-    if any(a.startswith("--input=") or a == "--input" for a in pipeline_args):
-        raise OptionError("--input is derived from --input_prefix and the dates")
-    if any(a.startswith("--write_mode") for a in pipeline_args):
-        raise OptionError("a backfill always writes with --write_mode=insert_missing_by_id")
-    present = [pattern for pattern, count in found.items() if count]
-    argv = [f"--input={','.join(present)}", "--write_mode=insert_missing_by_id", *pipeline_args]
-    preflight(argv)
-    result = run(argv)
-    for name, value in sorted(counters(result).items()):
-        print(f"    {name:<48} {value:>9}")
+    _load(present, pipeline_args)
+    return 0
+
+
+def _archive_backfill(
+    args: argparse.Namespace, days: Sequence[date], pipeline_args: list[str]
+) -> int:
+    if any(a.startswith("--source_name") for a in pipeline_args):
+        raise OptionError("with --segment_archive name sources by --source_map ID=NAME")
+    root, only = segment_archive.split_archive(args.segment_archive)
+    mapping = segment_archive.parse_source_map(args.source_map)
+    found = segment_archive.files_by_source(root, days, only)
+    if not found:
+        print(f"no archived files for {days[0]}..{days[-1]} under {args.segment_archive}")
+        return 0
+    for number, (source_id, by_day) in enumerate(found.items(), 1):
+        name = segment_archive.source_name(source_id, mapping)
+        files = sum(len(paths) for paths in by_day.values())
+        print(f"source {number} of {len(found)}: {source_id} as {name!r}: {files} files over "
+              f"{len(by_day)} of {len(days)} days", file=sys.stderr)  # fmt: skip
+        patterns = [segment_archive.day_pattern(root, source_id, day) for day in by_day]
+        _load(patterns, [f"--source_name={name}", *pipeline_args])
     return 0

@@ -370,6 +370,11 @@ def pubsub_emulator_command(port: int) -> list[str]:
     return [java, "-jar", str(jars[0]), "--host=127.0.0.1", f"--port={port}"]
 
 
+def free_port() -> int:
+    """One loopback port free now (for a server started beside the stack)."""
+    return _free_ports(1)[0]
+
+
 def _free_ports(count: int) -> list[int]:
     """Ports free now; all bound at once so they differ. A race loses fast (server exits)."""
     sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]

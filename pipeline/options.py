@@ -14,6 +14,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import (
     GoogleCloudOptions,
     PipelineOptions,
+    S3Options,
     StandardOptions,
 )
 
@@ -64,8 +65,8 @@ class OpenTrackOptions(PipelineOptions):
     def _add_argparse_args(cls, parser) -> None:  # noqa: ANN001 - Beam's signature
         parser.add_argument(
             "--input",
-            help="File pattern of newline-delimited JSON events to load (local path or "
-            "gs://; .jsonl or .jsonl.gz). Segment batch envelopes are expanded.",
+            help="File pattern of newline-delimited JSON events to load (local path, gs:// "
+            "or s3://; .jsonl or .jsonl.gz). Segment batch envelopes are expanded.",
         )
         parser.add_argument(
             "--subscription",
@@ -348,6 +349,22 @@ def pipeline_flags() -> dict[str, bool]:
     """Every long flag a run takes (ours and Beam's), and whether it takes a value."""
     _, flags = _parse_with_beam([])
     return {flag: takes for flag, takes in flags.items() if flag.startswith("--")}
+
+
+def checked_s3_endpoint(options: PipelineOptions) -> None:
+    """Beam's ``--s3_endpoint_url`` (a local S3 server, a private endpoint) under the same
+    rule as the BigQuery endpoint: plain http:// only on loopback, so AWS credentials never
+    travel in clear; ``--s3_disable_ssl`` likewise."""
+    s3 = options.view_as(S3Options)
+    try:
+        checked_endpoint(s3.s3_endpoint_url, "--s3_endpoint_url")
+    except ValueError as error:
+        raise OptionError(str(error)) from None
+    if s3.s3_disable_ssl and not is_emulator(s3.s3_endpoint_url):
+        raise OptionError(
+            "--s3_disable_ssl is accepted only with a loopback --s3_endpoint_url "
+            "(a local S3 server): anywhere else AWS credentials would travel in clear"
+        )
 
 
 def table_settings(options: OpenTrackOptions) -> TableSettings:

@@ -22,6 +22,7 @@ from typing import Iterator, Sequence
 
 import apache_beam as beam
 import orjson
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import (
     GoogleCloudOptions,
     PipelineOptions,
@@ -38,6 +39,7 @@ from pipeline.arguments import snake_flags, with_environment
 from pipeline.options import (
     OpenTrackOptions,
     OptionError,
+    checked_s3_endpoint,
     pipeline_flags,
     refuse_unknown_arguments,
     warehouse_config,
@@ -196,6 +198,7 @@ def preflight(argv: Sequence[str]) -> None:
         raise OptionError("--streaming needs --subscription=projects/P/subscriptions/S")
     if not streaming and not opentrack.input:
         raise OptionError("--input=PATTERN is required (or --streaming --subscription=...)")
+    checked_s3_endpoint(options)
     if not opentrack.output_dir:
         config = warehouse_config(opentrack)  # refuses what is wrong before any call
     if options.view_as(TestOptions).dry_run:
@@ -203,6 +206,7 @@ def preflight(argv: Sequence[str]) -> None:
     if streaming:
         check_subscription(opentrack.subscription)
     else:
+        FileSystems.set_options(options)  # s3:// needs the --s3_* options to list
         check_input(opentrack.input)
     if not opentrack.output_dir:
         check_bigquery(config.project, config.endpoint)
@@ -230,15 +234,21 @@ def main(argv: Sequence[str]) -> int:
         return 1
     streaming = pipeline_options(argv).view_as(StandardOptions).streaming
     result = run_until_stopped(argv) if streaming else run(argv)
+    report(result, argv)
+    return 0
+
+
+def report(result: PipelineResult, argv: Sequence[str]) -> None:
+    """The counters, then the tables the run wrote (files or BigQuery; not for a stream)."""
     print("counters:")
     for name, value in sorted(counters(result).items()):
         print(f"    {name:<48} {value:>9}")
-    opentrack = PipelineOptions(list(argv)).view_as(OpenTrackOptions)
+    options = pipeline_options(argv)
+    opentrack = options.view_as(OpenTrackOptions)
     if opentrack.output_dir:
         print(summarize_output_dir(opentrack.output_dir).render())
-    elif not streaming:
+    elif not options.view_as(StandardOptions).streaming:
         print_warehouse_summary(opentrack, written_datasets(result))
-    return 0
 
 
 def written_datasets(result: PipelineResult) -> list[str]:

@@ -57,7 +57,8 @@ class DefaultsFormatter(argparse.HelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "default" in text.lower() or action.nargs == 0 or action.default is argparse.SUPPRESS:
+        if ("default" in text.lower() or action.nargs == 0 or action.required
+                or action.default is argparse.SUPPRESS):  # fmt: skip
             return text
         shown = "none" if action.default in (None, "") else "%(default)s"
         return f"{text} (default: {shown})"

@@ -63,7 +63,7 @@ def is_emulator(endpoint: str | None) -> bool:
     return bool(endpoint) and urlparse(endpoint).hostname in _LOOPBACK
 
 
-def checked_endpoint(endpoint: str | None) -> str | None:
+def checked_endpoint(endpoint: str | None, flag: str = "--bigquery_endpoint") -> str | None:
     """``endpoint`` if it is safe to send credentials to, else ``ValueError``: an
     ``https://`` URL, or ``http://`` on a loopback address (the local emulator, which
     gets no credentials at all)."""
@@ -76,13 +76,13 @@ def checked_endpoint(endpoint: str | None) -> str | None:
         return endpoint
     if parsed.scheme == "http" and parsed.hostname:
         raise ValueError(
-            f"--bigquery_endpoint={endpoint}: plain http:// is accepted only on a loopback "
+            f"{flag}={endpoint}: plain http:// is accepted only on a loopback "
             "address (127.0.0.1, localhost, [::1]); anywhere else use https://, so that "
             "credentials never travel in clear"
         )
     raise ValueError(
-        f"--bigquery_endpoint={endpoint}: expected https://HOST[:PORT] (or "
-        "http://127.0.0.1:PORT for the local emulator)"
+        f"{flag}={endpoint}: expected https://HOST[:PORT] (or "
+        "http://127.0.0.1:PORT for a local emulator)"
     )
 
 
