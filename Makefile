@@ -7,9 +7,11 @@ BIN := $(VENV)/bin
 .PHONY: install demo test bench
 
 $(BIN)/.installed: setup.py constraints.txt
+	@echo "== installing into $(VENV): pip, then the pinned dependencies (setup.py, constraints.txt; ~1-2 min the first time)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip==23.2.1
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[test]"
+	$(BIN)/pip install --progress-bar off -c constraints.txt -e ".[test]"
+	@echo "== installed: $(BIN)/opentrack"
 	touch $@
 
 install: $(BIN)/.installed
