@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 DELETE_CHUNK = 10_000  # fingerprints per DELETE: keeps each request far below BigQuery's limits
 PUBLISH_TIMEOUT_S = 120.0
 PUBLISH_IN_FLIGHT = 1_000  # messages awaiting Pub/Sub's answer at most
+PROGRESS_EVERY = 10_000  # dead letters between two progress lines
 STREAMING_BUFFER_NOTE = (
     "BigQuery cannot DELETE rows still in the streaming buffer (up to ~30 minutes after "
     "they were streamed): these dead letters stay in the table. Rows a second replay stores "
@@ -189,9 +190,12 @@ def read_dead_letters(
 
 
 def replayable(rows: Iterable[DeadLetterRow], summary: Summary) -> Iterator[DeadLetterRow]:
-    """Counts every row; yields those whose payload is whole."""
+    """Counts every row; yields those whose payload is whole. Says on stderr how far a
+    long replay is, every ``PROGRESS_EVERY`` dead letters."""
     for row in rows:
         summary.selected += 1
+        if summary.selected % PROGRESS_EVERY == 0:
+            print(f"replay: {summary.selected:,} dead letters read", file=sys.stderr, flush=True)
         if row.truncated or row.payload is None:
             summary.skipped_truncated += 1
             continue

@@ -192,3 +192,12 @@ def test_preview_reads_its_options_from_the_environment(
 def test_local_parser_takes_a_topic_name() -> None:
     args = local_cli._parser().parse_args(["topic", "events"])
     assert (args.action, args.name) == ("topic", "events")
+
+
+def test_a_long_replay_says_how_far_it_is(capsys: pytest.CaptureFixture[str]) -> None:
+    rows = (replay.DeadLetterRow("{}", False, "s", key) for key in range(25_000))
+    summary = replay.Summary()
+    assert sum(1 for _ in replay.replayable(rows, summary)) == 25_000
+    assert capsys.readouterr().err.splitlines() == [
+        "replay: 10,000 dead letters read", "replay: 20,000 dead letters read",
+    ]  # fmt: skip
