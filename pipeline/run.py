@@ -75,6 +75,8 @@ def counters(result: PipelineResult, attempted: bool = False) -> dict[str, int]:
     query = result.metrics().query()
     totals: dict[str, int] = {}
     for entry in query["counters"]:
+        if entry.key.metric.namespace == DATASETS_NAMESPACE:
+            continue  # which datasets, not how many of something: see written_datasets
         value = entry.attempted if attempted else entry.committed
         if value is not None:
             totals[entry.key.metric.name] = totals.get(entry.key.metric.name, 0) + value
