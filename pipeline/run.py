@@ -267,7 +267,7 @@ def print_warehouse_summary(options: OpenTrackOptions, datasets: Sequence[str]) 
     config = warehouse_config(options)
     client = make_client(config.project, config.endpoint)
     try:
-        print(warehouse_summary(client, datasets).render())
+        print(warehouse_summary(client, datasets, columns=False).render())
     except GoogleAPIError as error:
         _LOG.warning("the run is done; its summary could not be read: %s", error)
     finally:

@@ -26,6 +26,7 @@ class RunSummary:
     tables: dict[str, TableSummary] = field(default_factory=dict)  # "dataset.table"
     dead_letters: Counter[str] = field(default_factory=Counter)  # reason -> count
     dead_letter_tables: list[str] = field(default_factory=list)  # where they are stored
+    show_columns: bool = True  # False: tables and rows only (a run's summary; reads no schema)
 
     def add_row(self, dataset: str, table: str, schema: Mapping[str, str]) -> None:
         self.tables.setdefault(f"{dataset}.{table}", TableSummary()).add(schema)
@@ -34,9 +35,12 @@ class RunSummary:
         self.dead_letters[reason] += 1
 
     def render(self) -> str:
-        lines = [f"{'table':<48} {'rows':>7}  columns"]
+        lines = [f"{'table':<48} {'rows':>7}" + ("  columns" if self.show_columns else "")]
         for name in sorted(self.tables):
             table = self.tables[name]
+            if not self.show_columns:
+                lines.append(f"{name:<48} {table.rows:>7}")
+                continue
             lines.append(f"{name:<48} {table.rows:>7}  {len(table.columns)} columns")
             for column in sorted(table.columns):
                 kind = table.columns[column]

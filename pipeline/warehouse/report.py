@@ -12,10 +12,12 @@ from pipeline.warehouse.schema import from_api
 from transforms.naming import DEAD_LETTER_TABLE
 
 
-def warehouse_summary(client: bigquery.Client, datasets: Iterable[str]) -> RunSummary:
+def warehouse_summary(
+    client: bigquery.Client, datasets: Iterable[str], columns: bool = True
+) -> RunSummary:
     """Per dataset: one query counting every table's rows and the dead letters by reason,
-    and one schema read per table."""
-    summary = RunSummary()
+    and, with ``columns``, one schema read per table."""
+    summary = RunSummary(show_columns=columns)
     for dataset in datasets:
         tables = [t.table_id for t in client.list_tables(identifiers.dataset_id(dataset))
                   if t.table_type == "TABLE"]  # dedup views repeat their table
@@ -33,12 +35,13 @@ def warehouse_summary(client: bigquery.Client, datasets: Iterable[str]) -> RunSu
             if row["t"] == DEAD_LETTER_TABLE:
                 summary.dead_letters[row["reason"]] += row["n"]
                 continue
-            columns = from_api(client.get_table(f"{client.project}.{dataset}.{row['t']}").schema)
-            summary.tables[f"{dataset}.{row['t']}"] = TableSummary(row["n"], columns)
+            summary.tables[f"{dataset}.{row['t']}"] = TableSummary(row["n"])
         for table in tables:
-            if table != DEAD_LETTER_TABLE and f"{dataset}.{table}" not in summary.tables:
-                columns = from_api(client.get_table(f"{client.project}.{dataset}.{table}").schema)
-                summary.tables[f"{dataset}.{table}"] = TableSummary(0, columns)
+            if table != DEAD_LETTER_TABLE:
+                known = summary.tables.setdefault(f"{dataset}.{table}", TableSummary(0))
+                if columns:
+                    schema = client.get_table(f"{client.project}.{dataset}.{table}").schema
+                    known.columns = from_api(schema)
         if DEAD_LETTER_TABLE in tables:
             summary.dead_letter_tables.append(f"{dataset}.{DEAD_LETTER_TABLE}")
     return summary
