@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test bench
+.PHONY: install demo test bench check-dataflow
 
 $(BIN)/.installed: setup.py constraints.txt
 	@echo "== installing into $(VENV): pip, then the pinned dependencies (setup.py, constraints.txt; ~1-2 min the first time)"
@@ -24,3 +24,7 @@ test: install
 
 bench: install
 	$(BIN)/python -m bench.pure_chain
+
+# The batch, backfill and streaming graphs built offline as Dataflow would receive them.
+check-dataflow: install
+	$(BIN)/python -m pytest -q tests/unit/test_dataflow_dry_run.py

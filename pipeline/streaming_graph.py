@@ -7,7 +7,7 @@ updated in place only when they are.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Any, Callable, Tuple
 
 import apache_beam as beam
 from apache_beam.io.gcp.pubsub import PubsubMessage, ReadFromPubSub
@@ -73,9 +73,11 @@ class SyncSchemas(beam.PTransform):
 
     def expand(self, rows: PCollection) -> tuple[PCollection, PCollection]:
         side = [AsSingleton(self._schemas)] if self._schemas is not None else []
-        routed = rows | "Route" >> beam.ParDo(RouteBySchema(self._warehouse), *side).with_outputs(
-            MUTATE, main=ROWS
-        )
+        # Typed (table, row) outputs: their str keys get a deterministic key coder.
+        route = beam.ParDo(RouteBySchema(self._warehouse), *side)
+        routed = rows | "Route" >> route.with_output_types(
+            Any, **{MUTATE: Tuple[str, Any]}
+        ).with_outputs(MUTATE, main=ROWS)
         changed = (
             routed[MUTATE]
             | "GatherPerTable"
@@ -83,9 +85,9 @@ class SyncSchemas(beam.PTransform):
                 500, max_buffering_duration_secs=self._batch_seconds, clock=self._clock
             )
             | "ApplyChanges"
-            >> beam.ParDo(ApplyChanges(self._warehouse, self._drain_seconds)).with_outputs(
-                DEAD_LETTERS, FENCED, main=ROWS
-            )
+            >> beam.ParDo(ApplyChanges(self._warehouse, self._drain_seconds))
+            .with_output_types(Any, **{DEAD_LETTERS: Any, FENCED: Tuple[str, Any]})
+            .with_outputs(DEAD_LETTERS, FENCED, main=ROWS)
         )
         released = changed[FENCED] | "HoldWhileFenced" >> beam.ParDo(
             HoldWhileFenced(self._warehouse, self._drain_seconds)

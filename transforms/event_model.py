@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Callable, Iterator, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple, Tuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -143,7 +143,7 @@ class DeduplicateEvents(beam.PTransform):
         keyed = (
             events
             | "CountIn" >> beam.Map(_counted, "dedup_events_in")
-            | "KeyByMessageId" >> beam.Map(dedup_key)
+            | "KeyByMessageId" >> beam.Map(dedup_key).with_output_types(Tuple[str, Any])
         )
         if resolved_state(self._state, events.pipeline) == "in_process":
             unique = keyed | "DeduplicateInProcess" >> beam.ParDo(
