@@ -9,13 +9,13 @@ import json
 import sys
 import time
 
-t0 = time.perf_counter()
-path = sys.argv[1]
-
 from apache_beam.internal import pickler
 from apache_beam.portability import common_urns, python_urns
 from apache_beam.portability.api import beam_runner_api_pb2 as pb
 from apache_beam.runners import pipeline_context
+
+t0 = time.perf_counter()
+path = sys.argv[1]
 
 pickler.set_library("default")  # what the worker uses unless --pickle_library was given
 proto = pb.Pipeline.FromString(open(path, "rb").read())
