@@ -24,7 +24,8 @@ class PreflightError(RuntimeError):
     """The run cannot start: what is wrong and what to do, in one line."""
 
 
-def _local_stack_hint() -> str:
+def local_stack_hint() -> str:
+    """What to do when Google's endpoint does not answer: name a running local stack."""
     stack = localstack.status(localstack.default_state_dir())
     if stack is None:
         return "check the network, or point --bigquery_endpoint at an emulator"
@@ -46,11 +47,11 @@ def check_bigquery(project: str, endpoint: str | None, seconds: float = PROBE_SE
         raise PreflightError(f"no Google credentials found: {CREDENTIALS_HINT}") from None
     except (api_exceptions.Unauthorized, google.auth.exceptions.RefreshError) as error:
         raise PreflightError(
-            f"BigQuery refused the credentials ({_first_line(error)}): {CREDENTIALS_HINT}"
+            f"BigQuery refused the credentials ({first_line(error)}): {CREDENTIALS_HINT}"
         ) from None
     except api_exceptions.Forbidden as error:
         raise PreflightError(
-            f"no access to BigQuery project {project!r} ({_first_line(error)}): check "
+            f"no access to BigQuery project {project!r} ({first_line(error)}): check "
             "--bigquery_project and the account's roles (BigQuery Data Editor, Job User)"
         ) from None
     except api_exceptions.NotFound:
@@ -59,7 +60,7 @@ def check_bigquery(project: str, endpoint: str | None, seconds: float = PROBE_SE
         ) from None
     except (requests.exceptions.RequestException, api_exceptions.RetryError,
             api_exceptions.GoogleAPIError) as error:  # fmt: skip
-        hint = "is `opentrack local up` running?" if is_emulator(endpoint) else _local_stack_hint()
+        hint = "is `opentrack local up` running?" if is_emulator(endpoint) else local_stack_hint()
         raise PreflightError(
             f"BigQuery at {where} does not answer ({_kind(error)}): {hint}"
         ) from None
@@ -78,7 +79,7 @@ def check_input(patterns: str) -> None:
     try:
         results = FileSystems.match(names)
     except Exception as error:  # noqa: BLE001 - Beam raises BeamIOError for any scheme
-        raise PreflightError(f"--input={patterns}: cannot be read ({_first_line(error)})") from None
+        raise PreflightError(f"--input={patterns}: cannot be read ({first_line(error)})") from None
     empty = [name for name, result in zip(names, results) if not result.metadata_list]
     if empty:
         raise PreflightError(
@@ -107,7 +108,7 @@ def check_subscription(subscription: str, seconds: float = PROBE_SECONDS) -> Non
         ) from None
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0][:200] if text else type(error).__name__
 
@@ -121,5 +122,5 @@ def _kind(error: BaseException) -> str:
         return "connection refused"
     if isinstance(cause, (requests.exceptions.Timeout, api_exceptions.RetryError)):
         return f"no answer within {PROBE_SECONDS:.0f} s"
-    return _first_line(cause)
+    return first_line(cause)
 

@@ -29,6 +29,7 @@ from google.cloud import bigquery
 from requests.exceptions import RequestException
 
 from pipeline.arguments import OneLineParser, parse_with_environment
+from pipeline.preflight import first_line, local_stack_hint
 from pipeline.warehouse import identifiers
 from pipeline.warehouse.client import make_client
 from pipeline.warehouse.contract_apply import apply_contract, probe, read_warehouse
@@ -224,7 +225,8 @@ def main(
         print(f"error: {error}", file=err)
         return ERROR
     except (GoogleAPIError, GoogleAuthError, RequestException, OSError) as error:
-        print(f"error: cannot use BigQuery at {endpoint}: {error}", file=err)
+        hint = "" if args.bigquery_endpoint else f"; {local_stack_hint()}"
+        print(f"error: cannot use BigQuery at {endpoint}: {first_line(error)}{hint}", file=err)
         return ERROR
     finally:
         if client is not None:
