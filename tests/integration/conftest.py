@@ -33,6 +33,43 @@ def local_stack_install_dir() -> Path:
     return localstack.default_state_dir()
 
 
+_RUNNING: list[localstack.LocalStack] = []  # the session's stack, once started
+
+
+def _datasets(stack: localstack.LocalStack) -> set[str]:
+    client = _client(stack)
+    try:
+        return {item.dataset_id for item in client.list_datasets()}
+    finally:
+        client.close()
+
+
+def _client(stack: localstack.LocalStack) -> bigquery.Client:
+    return bigquery.Client(
+        project=stack.project,
+        credentials=AnonymousCredentials(),
+        client_options={"api_endpoint": stack.bigquery_endpoint},
+    )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _drop_datasets_of_the_module() -> Iterator[None]:
+    """Each module's datasets are dropped when it ends. The emulator answers every call
+    after a scan of its catalog, so a session that kept them all slowed down as it went
+    (a full suite: the emulator pinned at 100 % CPU from the middle on)."""
+    before = _datasets(_RUNNING[0]) if _RUNNING else set()
+    yield
+    if not _RUNNING:
+        return
+    stack = _RUNNING[0]
+    client = _client(stack)
+    try:
+        for dataset in _datasets(stack) - before:
+            client.delete_dataset(dataset, delete_contents=True, not_found_ok=True)
+    finally:
+        client.close()
+
+
 @pytest.fixture(scope="session")
 def local_stack_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("local-stack")
@@ -47,9 +84,11 @@ def local_stack(
         variables = localstack.environment(stack)
         saved = {name: os.environ.get(name) for name in variables}
         os.environ.update(variables)
+        _RUNNING.append(stack)
         try:
             yield stack
         finally:
+            _RUNNING.clear()
             for name, value in saved.items():
                 if value is None:
                     os.environ.pop(name, None)
