@@ -235,7 +235,11 @@ def main(argv: Sequence[str]) -> int:
         print(f"opentrack run: error: {error}", file=sys.stderr)
         return 1
     streaming = pipeline_options(argv).view_as(StandardOptions).streaming
-    result = run_until_stopped(argv) if streaming else run(argv)
+    try:
+        result = run_until_stopped(argv) if streaming else run(argv)
+    except OptionError as error:  # one found only while the graph is built
+        print(f"opentrack run: error: {error}", file=sys.stderr)
+        return 2
     report(result, argv)
     return 0
 
