@@ -25,7 +25,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import segment_archive
-from pipeline.arguments import OneLineParser, parser_flags, snake_flags, with_environment
+from pipeline.arguments import OneLineParser, given, parser_flags, snake_flags, with_environment
 from pipeline.options import OptionError, checked_s3_endpoint, pipeline_flags
 from pipeline.options import refuse_unknown_arguments
 from pipeline.preflight import PreflightError
@@ -105,7 +105,7 @@ def main(argv: Sequence[str]) -> int:
     try:
         refuse_unknown_arguments(pipeline_args)
         for flag in ("--input", "--write_mode"):
-            if any(a == flag or a.startswith(flag + "=") for a in pipeline_args):
+            if given(pipeline_args, flag):
                 raise OptionError(f"{flag} is set by the backfill itself: leave it out")
         options = PipelineOptions(pipeline_args)
         checked_s3_endpoint(options)
@@ -143,7 +143,7 @@ def _prefix_backfill(prefix: str, days: Sequence[date], pipeline_args: list[str]
 def _archive_backfill(
     args: argparse.Namespace, days: Sequence[date], pipeline_args: list[str]
 ) -> int:
-    if any(a.startswith("--source_name") for a in pipeline_args):
+    if given(pipeline_args, "--source_name"):
         raise OptionError("with --segment_archive name sources by --source_map ID=NAME")
     root, only = segment_archive.split_archive(args.segment_archive)
     mapping = segment_archive.parse_source_map(args.source_map)

@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 
 from pipeline import backfill, local_cli, preview, replay, run, schema_cli
 from pipeline.arguments import OneLineParser, parse_with_environment, snake_flags
+from pipeline.preflight import first_line
 
 COMMANDS: dict[str, str] = {
     "preview": "print the rows and dead letters events become (no cloud calls)",
@@ -46,12 +47,6 @@ def _parser() -> OneLineParser:
     return parser
 
 
-def _one_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-    text = lines[0] if lines else type(error).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = snake_flags(sys.argv[1:] if argv is None else argv)
     verbose = "--verbose" in argv
@@ -74,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         hint = "" if verbose else " (--verbose shows the traceback)"
         print(
-            f"opentrack {command}: error: {type(error).__name__}: {_one_line(error)}{hint}",
+            f"opentrack {command}: error: {type(error).__name__}: {first_line(error)}{hint}",
             file=sys.stderr,
         )
         return 1

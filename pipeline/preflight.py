@@ -109,6 +109,7 @@ def check_subscription(subscription: str, seconds: float = PROBE_SECONDS) -> Non
 
 
 def first_line(error: BaseException) -> str:
+    """An error's message as one line of at most 200 characters."""
     text = str(error).strip().splitlines()
     return text[0][:200] if text else type(error).__name__
 
