@@ -17,7 +17,7 @@ $(BIN)/.installed: setup.py constraints.txt
 install: $(BIN)/.installed
 
 demo: install
-	$(BIN)/python -m pipeline.demo
+	$(BIN)/python -m pipeline.commands.demo
 
 test: install
 	$(BIN)/python -m pytest -q --durations=25 tests

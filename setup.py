@@ -52,5 +52,5 @@ setup(
         "local": LOCAL_REQUIRES,
         "bench": BENCH_REQUIRES,
     },
-    entry_points={"console_scripts": ["opentrack=pipeline.cli:main"]},
+    entry_points={"console_scripts": ["opentrack=pipeline.commands.cli:main"]},
 )

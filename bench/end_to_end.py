@@ -41,7 +41,7 @@ import orjson
 from bench.corpus import generate
 from pipeline import localstack
 from pipeline.warehouse.client import make_client
-from transforms.naming import DEAD_LETTER_TABLE, dataset_name
+from transforms.model.naming import DEAD_LETTER_TABLE, dataset_name
 
 BAD_LINES = [b"{truncated", b"[]", b'{"type": "track", "userId": "u"}', b"\xff not utf-8"]
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -80,7 +80,7 @@ class Expected:
 def predicted(corpus: Path) -> Expected:
     """What ``opentrack preview`` says the corpus becomes: ids per table, dead letters."""
     out = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "preview", "--input", str(corpus)],
+        [sys.executable, "-m", "pipeline.commands.cli", "preview", "--input", str(corpus)],
         check=True, capture_output=True,
     ).stdout  # fmt: skip
     expected = Expected()
@@ -133,7 +133,7 @@ class Run:
 
 
 def command(method: str, corpus: Path, stack: localstack.LocalStack, scratch: Path) -> list[str]:
-    base = [sys.executable, "-m", "pipeline.cli", "run", f"--input={corpus}"]
+    base = [sys.executable, "-m", "pipeline.commands.cli", "run", f"--input={corpus}"]
     if method == DRY_RUN:
         return [*base, f"--output_dir={scratch / 'dry'}"]
     return [

@@ -29,7 +29,7 @@ import orjson
 from bench.corpus import generate
 from pipeline import localstack
 from pipeline.warehouse.client import make_client
-from transforms.naming import DEAD_LETTER_TABLE
+from transforms.model.naming import DEAD_LETTER_TABLE
 
 SOURCE = "Hostile Run"
 DATASET = "hostile_run"
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             ids, no_id = write_corpus(corpus, args.events)
             print(f"corpus: {sum(1 for _ in corpus.open('rb'))} lines", file=sys.stderr)
             run = subprocess.run(
-                [sys.executable, "-m", "pipeline.cli", "run", f"--input={corpus}",
+                [sys.executable, "-m", "pipeline.commands.cli", "run", f"--input={corpus}",
                  f"--bigquery_project={stack.project}",
                  f"--bigquery_endpoint={stack.bigquery_endpoint}",
                  f"--bigquery_storage_endpoint={stack.bigquery_grpc_endpoint}",

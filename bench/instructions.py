@@ -21,7 +21,7 @@ import sys
 from datetime import datetime, timezone
 
 from bench.corpus import generate
-from transforms.chain import ModelConfig, RawMessage, process_payload
+from transforms.model.chain import ModelConfig, RawMessage, process_payload
 
 MODES = ("setup", "json", "chain")
 

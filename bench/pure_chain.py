@@ -23,8 +23,8 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from bench.corpus import generate
-from transforms.chain import ModelConfig, RawMessage, process_payload
-from transforms.deadletter import DeadLetter
+from transforms.model.chain import ModelConfig, RawMessage, process_payload
+from transforms.model.deadletter import DeadLetter
 
 
 def _rounds(repeat: int, *works: Callable[[], None]) -> list[list[float]]:

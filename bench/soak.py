@@ -86,8 +86,8 @@ def _run_child(argv: list[str], log: Path) -> tuple[int, float, float]:
 
 def count_output(output_dir: Path) -> tuple[int, int, int]:
     """(rows, of which event-table rows, dead letters) in the file sink's output."""
-    from transforms.file_sink import FILE_SUFFIX
-    from transforms.naming import DEAD_LETTER_TABLE
+    from transforms.beam.file_sink import FILE_SUFFIX
+    from transforms.model.naming import DEAD_LETTER_TABLE
 
     rows = event_rows = dead = 0
     for path in output_dir.rglob(f"*{FILE_SUFFIX}"):
@@ -115,7 +115,7 @@ def _distinct_events(client, dataset: str) -> int:  # noqa: ANN001 - bigquery.Cl
 
 
 def _dead_letters(client, dataset: str) -> int:  # noqa: ANN001 - bigquery.Client
-    from transforms.naming import DEAD_LETTER_TABLE
+    from transforms.model.naming import DEAD_LETTER_TABLE
 
     if DEAD_LETTER_TABLE not in {t.table_id for t in client.list_tables(dataset)}:
         return 0
@@ -136,7 +136,7 @@ def batch(args: argparse.Namespace) -> int:
 
 def _sizes(args: argparse.Namespace, stack) -> int:  # noqa: ANN001, C901 - LocalStack or None
     from pipeline.warehouse.client import make_client
-    from transforms.naming import dataset_name
+    from transforms.model.naming import dataset_name
 
     sizes = [int(s.replace("_", "")) for s in args.events.split(",") if s.strip()]
     results = []
@@ -151,7 +151,7 @@ def _sizes(args: argparse.Namespace, stack) -> int:  # noqa: ANN001, C901 - Loca
                   f"{time.perf_counter() - began:.1f} s; running the pipeline...", flush=True)
             output_dir = scratch_path / "out"
             source = SOURCE if stack is None else f"{SOURCE} {events}"
-            argv = [sys.executable, "-m", "pipeline.cli", "run", "--input", str(corpus),
+            argv = [sys.executable, "-m", "pipeline.commands.cli", "run", "--input", str(corpus),
                     "--source_name", source, *args.pipeline_arg]
             if stack is None:
                 argv += ["--output_dir", str(output_dir)]
@@ -279,7 +279,7 @@ def streaming(args: argparse.Namespace) -> int:
             subscriber.create_subscription(name=subscription, topic=topic)
             client = make_client(stack.project, stack.bigquery_endpoint)
             log = scratch_path / "pipeline.log"
-            argv = [sys.executable, "-m", "pipeline.cli", "run", "--streaming",
+            argv = [sys.executable, "-m", "pipeline.commands.cli", "run", "--streaming",
                     f"--subscription={subscription}", f"--bigquery_project={stack.project}",
                     f"--bigquery_endpoint={stack.bigquery_endpoint}", f"--source_name={SOURCE}",
                     f"--bigquery_storage_endpoint={stack.bigquery_grpc_endpoint}",

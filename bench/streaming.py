@@ -25,12 +25,12 @@ from google.cloud import pubsub_v1
 
 from bench.corpus import generate
 from pipeline import localstack
-from pipeline.run import start
+from pipeline.commands.run import start
 from pipeline.warehouse.client import make_client
 from pipeline.warehouse.manager import SCHEMA_VERSION_LABEL
-from transforms.chain import ModelConfig, RawMessage, process_payload
-from transforms.deadletter import DeadLetter
-from transforms.route import SourceConfig
+from transforms.model.chain import ModelConfig, RawMessage, process_payload
+from transforms.model.deadletter import DeadLetter
+from transforms.model.route import SourceConfig
 
 SOURCE = "Stream Bench"
 

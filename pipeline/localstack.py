@@ -1,5 +1,5 @@
 """The local stack: real BigQuery, GCS and Pub/Sub emulators on 127.0.0.1 (its command is
-``pipeline.local_cli``).
+``pipeline.commands.local``).
 
 BigQuery is ``local-bigquery`` (DuckDB-backed). It needs Python 3.13, so it lives in its
 own virtualenv, ``<install dir>/bqvenv``, built from ``localstack_requirements.txt``. DuckDB

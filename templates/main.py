@@ -2,8 +2,8 @@
 
 The launcher runs this file (FLEX_TEMPLATE_PYTHON_PY_FILE in templates/Dockerfile)
 with Dataflow's options and the launch parameters as ``--<name>=<value>`` flags.
-Nothing here assembles steps: the graph comes from ``pipeline.graph`` (batch) or
-``pipeline.streaming_graph`` (streaming), the options from ``pipeline.run``, so a
+Nothing here assembles steps: the graph comes from ``pipeline.graphs.batch`` (batch) or
+``pipeline.graphs.streaming`` (streaming), the options from ``pipeline.commands.run``, so a
 template job runs exactly what ``opentrack run`` runs.
 
 The mode follows the source: ``subscription`` streams, ``input`` loads files. A
@@ -25,10 +25,10 @@ from apache_beam.options.pipeline_options import (
     WorkerOptions,
 )
 
-from pipeline.graph import build_graph
-from pipeline.options import OpenTrackOptions
-from pipeline.run import pipeline_options
-from pipeline.streaming_graph import build_streaming_graph
+from pipeline.graphs.batch import build_graph
+from pipeline.graphs.options import OpenTrackOptions
+from pipeline.commands.run import pipeline_options
+from pipeline.graphs.streaming import build_streaming_graph
 
 TEMPLATE_RUNNER = "DataflowRunner"
 STREAMING_FLAG = "--streaming"
@@ -65,7 +65,7 @@ def template_args(argv: Sequence[str]) -> list[str]:
 
 
 def with_template_runner(argv: Sequence[str]) -> list[str]:
-    """Dataflow unless a runner is named: without it pipeline.run would pick a
+    """Dataflow unless a runner is named: without it pipeline.commands.run would pick a
     local runner and process the data on the launcher VM."""
     args = list(argv)
     if not PipelineOptions(args).view_as(StandardOptions).runner:

@@ -9,7 +9,7 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 
-from pipeline.run import LOCAL_BATCH_RUNNER
+from pipeline.commands.run import LOCAL_BATCH_RUNNER
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_EVENTS = REPO / "pipeline" / "samples" / "events.jsonl"

@@ -8,7 +8,7 @@ other workers of a Dataflow job, so the worker that rewrites marks the table
 itself: label ``opentrack_fence`` = the unix second until which the mark
 holds, set under the table's ETag so two workers never both hold it.
 
-The rule every worker follows (``transforms.streaming``):
+The rule every worker follows (``transforms.beam.streaming``):
 
 * a row for a table whose mark is live (deadline not passed) is not written:
   it is held, keyed by table, and re-checked every few seconds;

@@ -1,7 +1,7 @@
 """Validate and quote every identifier that reaches SQL or DDL.
 
 Table and column names come from user data. They are produced by
-``transforms.naming`` and so already safe, but this module does not trust
+``transforms.model.naming`` and so already safe, but this module does not trust
 that: anything outside BigQuery's rules is refused before it is quoted, and so
 are the names BigQuery gives a meaning of its own (``INFORMATION_SCHEMA`` as a
 dataset or table, the legacy meta-tables ``__TABLES__``..., the column prefixes
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from transforms.naming import (
+from transforms.model.naming import (
     BIGQUERY_RESERVED_DATASETS,
     BIGQUERY_RESERVED_TABLES,
     RESERVED_COLUMN_PREFIXES,

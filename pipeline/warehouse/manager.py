@@ -48,8 +48,8 @@ from pipeline.warehouse.schema import (
     plan_schema,
     to_api,
 )
-from transforms.infer import FLOAT64_EXACT, STRING, TIMESTAMP
-from transforms.naming import DEAD_LETTER_TABLE
+from transforms.model.infer import FLOAT64_EXACT, STRING, TIMESTAMP
+from transforms.model.naming import DEAD_LETTER_TABLE
 
 _LOG = logging.getLogger(__name__)
 SCHEMA_VERSION_LABEL = "opentrack_schema_version"

@@ -6,10 +6,10 @@ from typing import Iterable
 
 from google.cloud import bigquery
 
-from pipeline.summary import RunSummary, TableSummary
+from pipeline.warehouse.summary import RunSummary, TableSummary
 from pipeline.warehouse import identifiers
 from pipeline.warehouse.schema import from_api
-from transforms.naming import DEAD_LETTER_TABLE
+from transforms.model.naming import DEAD_LETTER_TABLE
 
 
 def warehouse_summary(

@@ -1,7 +1,7 @@
 """Schema model and evolution planner (pure): what a table needs to take new rows.
 
 A table schema here is ``{column: type}`` with the five types of
-``transforms.infer``; columns of other BigQuery types (NUMERIC, DATE, RECORD,
+``transforms.model.infer``; columns of other BigQuery types (NUMERIC, DATE, RECORD,
 JSON...) in hand-made tables are kept under their own name and never changed.
 
 Planning follows BigQuery's rules, not the emulator's (which accepts invalid
@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping
 
 from google.cloud import bigquery
 
-from transforms.infer import (
+from transforms.model.infer import (
     BOOLEAN,
     FLOAT,
     INTEGER,

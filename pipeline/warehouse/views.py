@@ -33,7 +33,7 @@ from google.cloud import bigquery
 
 from pipeline.warehouse import identifiers
 from pipeline.warehouse.client import RETRY, Conflict
-from transforms.naming import DEAD_LETTER_TABLE, VIEW_SUFFIX
+from transforms.model.naming import DEAD_LETTER_TABLE, VIEW_SUFFIX
 
 _LOG = logging.getLogger(__name__)
 NOT_EVENT_TABLES = frozenset({"users", DEAD_LETTER_TABLE})

@@ -10,8 +10,8 @@ from datetime import date
 import orjson
 from google.cloud import bigquery
 
-from pipeline import backfill
-from transforms.naming import DEAD_LETTER_TABLE, dataset_name
+from pipeline.commands import backfill
+from transforms.model.naming import DEAD_LETTER_TABLE, dataset_name
 
 
 def _track(n: int, day: str, **properties: object) -> bytes:

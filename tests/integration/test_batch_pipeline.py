@@ -12,11 +12,11 @@ import pytest
 from google.cloud import bigquery
 
 from bench.corpus import generate
-from pipeline.run import counters, run
-from transforms.chain import ModelConfig, RawMessage, process_payload
-from transforms.deadletter import DEAD_LETTER_SCHEMA, DeadLetter
-from transforms.naming import DEAD_LETTER_TABLE
-from transforms.route import SourceConfig
+from pipeline.commands.run import counters, run
+from transforms.model.chain import ModelConfig, RawMessage, process_payload
+from transforms.model.deadletter import DEAD_LETTER_SCHEMA, DeadLetter
+from transforms.model.naming import DEAD_LETTER_TABLE
+from transforms.model.route import SourceConfig
 
 _sources = itertools.count()
 SECONDARY = ("tracks", "users", DEAD_LETTER_TABLE)

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import cli, localstack
+from pipeline.commands import cli
+
+from pipeline import localstack
 
 EVENT = '{"type":"track","event":"E","userId":"u","messageId":"m1"}\n'
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from google.cloud import bigquery
 
-from pipeline import schema_cli
+from pipeline.commands import schema as schema_cli
 from pipeline.warehouse.contract_apply import read_warehouse
 from pipeline.warehouse.contracts import (
     CLUSTERING_DRIFT,

@@ -23,7 +23,7 @@ from google.cloud import bigquery
 
 from bench.corpus import generate
 from pipeline import localstack
-from pipeline.run import counters, run, start
+from pipeline.commands.run import counters, run, start
 from tests.faults.proxy import (
     INSERT_ALL,
     LOAD_JOB_INSERTS,
@@ -46,7 +46,7 @@ from tests.integration.test_streaming_pipeline import (
     ids_in,
     wait_for,
 )
-from transforms.naming import DEAD_LETTER_TABLE, dataset_name
+from transforms.model.naming import DEAD_LETTER_TABLE, dataset_name
 
 _LOG = logging.getLogger(__name__)
 

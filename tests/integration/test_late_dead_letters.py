@@ -18,7 +18,7 @@ import orjson
 import pytest
 from google.cloud import bigquery
 
-from pipeline import replay
+from pipeline.commands import replay
 from tests.integration.test_batch_pipeline import (
     create_tables,
     query,
@@ -26,8 +26,8 @@ from tests.integration.test_batch_pipeline import (
     source_name,
 )
 from tests.integration.test_load_jobs import page, typed_dataset  # noqa: F401 - a fixture
-from transforms.deadletter import DEAD_LETTER_SCHEMA
-from transforms.naming import DEAD_LETTER_TABLE, dataset_name
+from transforms.model.deadletter import DEAD_LETTER_SCHEMA
+from transforms.model.naming import DEAD_LETTER_TABLE, dataset_name
 
 
 def dead_letters(bq_client: bigquery.Client, dataset: str) -> list[dict]:

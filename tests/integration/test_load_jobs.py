@@ -13,7 +13,7 @@ import orjson
 import pytest
 from google.cloud import bigquery
 
-from pipeline.run import counters
+from pipeline.commands.run import counters
 from tests.integration.test_batch_pipeline import (
     SECONDARY,
     create_tables,
@@ -25,8 +25,8 @@ from tests.integration.test_batch_pipeline import (
     table_counts,
     write_corpus,
 )
-from transforms.deadletter import DEAD_LETTER_SCHEMA
-from transforms.naming import DEAD_LETTER_TABLE, dataset_name
+from transforms.model.deadletter import DEAD_LETTER_SCHEMA
+from transforms.model.naming import DEAD_LETTER_TABLE, dataset_name
 
 
 def test_one_load_job_per_table_loads_every_event_once_and_leaves_no_file(

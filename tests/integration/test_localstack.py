@@ -13,7 +13,9 @@ import pytest
 from google.api_core.exceptions import NotFound
 from google.cloud import bigquery, pubsub_v1, storage
 
-from pipeline import local_cli, localstack
+from pipeline.commands import local as local_cli
+
+from pipeline import localstack
 
 
 def _unique(prefix: str) -> str:

@@ -43,7 +43,7 @@ def run_walkthrough(name: str, state_dir: Path, timeout: float) -> str:
 def predicted_track_events() -> dict[str, int]:
     """Distinct track ids per event, by ``opentrack preview`` of the sample file."""
     preview = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "preview", f"--input={SAMPLES}",
+        [sys.executable, "-m", "pipeline.commands.cli", "preview", f"--input={SAMPLES}",
          "--source_name=My Shop"],
         capture_output=True, check=True,
     )  # fmt: skip

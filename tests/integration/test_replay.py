@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from google.cloud import bigquery
 
-from pipeline import replay
+from pipeline.commands import replay
 from pipeline.localstack import LocalStack
-from pipeline.run import run
+from pipeline.commands.run import run
 from pipeline.warehouse.schema import to_api
-from transforms.deadletter import DEAD_LETTER_SCHEMA
-from transforms.naming import DEAD_LETTER_TABLE
+from transforms.model.deadletter import DEAD_LETTER_SCHEMA
+from transforms.model.naming import DEAD_LETTER_TABLE
 
 _names = itertools.count()
 SOURCE = "Replay Site"

@@ -14,8 +14,8 @@ import orjson
 import pytest
 from google.cloud import bigquery
 
-from pipeline import backfill, segment_archive
-from transforms.timestamps import parse_timestamp
+from pipeline.commands import backfill, segment_archive
+from transforms.model.timestamps import parse_timestamp
 
 SOURCES = ("src_web", "src_app")
 DAYS = (date(2026, 10, 1), date(2026, 10, 2), date(2026, 10, 3))

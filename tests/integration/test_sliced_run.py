@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.run import counters, run
+from pipeline.commands.run import counters, run
 from tests.integration.test_batch_pipeline import source_name
 from tests.integration.test_faults import check_every_event_once, write_corpus
 

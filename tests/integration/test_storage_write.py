@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 from google.cloud import bigquery
 
-from pipeline.run import counters
+from pipeline.commands.run import counters
 from pipeline.warehouse import storage_write
 from tests.faults.tcp_proxy import DroppingProxy
 from tests.integration.test_batch_pipeline import (
@@ -19,8 +19,8 @@ from tests.integration.test_batch_pipeline import (
 )
 from tests.integration.test_faults import base_duplicates, check_every_event_once, write_corpus
 from tests.integration.test_load_jobs import page
-from transforms.deadletter import DEAD_LETTER_SCHEMA
-from transforms.naming import DEAD_LETTER_TABLE, dataset_name
+from transforms.model.deadletter import DEAD_LETTER_SCHEMA
+from transforms.model.naming import DEAD_LETTER_TABLE, dataset_name
 
 
 def storage_run(stack, path: Path, source: str, endpoint: str, *extra: str):  # noqa: ANN001, ANN201

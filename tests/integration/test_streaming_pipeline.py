@@ -20,11 +20,11 @@ import orjson
 import pytest
 from google.cloud import bigquery
 
-from pipeline.run import start
-from transforms.chain import ModelConfig, RawMessage, process_payload
-from transforms.deadletter import DeadLetter
-from transforms.naming import DEAD_LETTER_TABLE, dataset_name
-from transforms.route import SourceConfig
+from pipeline.commands.run import start
+from transforms.model.chain import ModelConfig, RawMessage, process_payload
+from transforms.model.deadletter import DeadLetter
+from transforms.model.naming import DEAD_LETTER_TABLE, dataset_name
+from transforms.model.route import SourceConfig
 
 DEFAULT_SOURCE = "Stream Default"
 TIMEOUT_S = 90

@@ -12,11 +12,11 @@ from apache_beam.testing import test_pipeline, test_stream
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import TimestampedValue
 
-from pipeline.streaming_graph import ROWS, SyncSchemas
+from pipeline.graphs.streaming import ROWS, SyncSchemas
 from pipeline.warehouse.config import WarehouseConfig
 from pipeline.warehouse.manager import SCHEMA_VERSION_LABEL, SchemaManager
-from transforms.normalize import TableRow
-from transforms.streaming import MUTATE, ManagedTables, RouteBySchema
+from transforms.model.normalize import TableRow
+from transforms.beam.streaming import MUTATE, ManagedTables, RouteBySchema
 
 BASE = {"id": "STRING", "timestamp": "TIMESTAMP", "loaded_at": "TIMESTAMP"}
 
@@ -104,7 +104,7 @@ def test_side_input_refresh_reads_every_managed_table_and_nothing_else(
 ) -> None:
     from google.cloud import bigquery
 
-    from transforms.streaming import load_managed_tables
+    from transforms.beam.streaming import load_managed_tables
 
     managed = f"managed_{uuid.uuid4().hex[:8]}"
     manager = SchemaManager(bq_client, local_stack.project)

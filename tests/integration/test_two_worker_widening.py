@@ -20,7 +20,7 @@ from pathlib import Path
 import orjson
 
 from tests.integration.test_streaming_pipeline import ids_in, wait_for
-from transforms.naming import dataset_name
+from transforms.model.naming import dataset_name
 
 TABLE = "order_completed"
 PRELOADED = 3000
@@ -57,7 +57,7 @@ def test_a_widening_by_one_process_loses_no_row_the_other_inserts(
             future.result(timeout=30)
 
     command = [
-        sys.executable, "-m", "pipeline.cli", "run", "--streaming",
+        sys.executable, "-m", "pipeline.commands.cli", "run", "--streaming",
         f"--subscription={subscription}",
         f"--bigquery_project={local_stack.project}",
         f"--bigquery_endpoint={local_stack.bigquery_endpoint}",

@@ -10,8 +10,8 @@ from google.cloud import bigquery
 
 from pipeline.warehouse import views
 from pipeline.warehouse.manager import SchemaManager, TableSettings
-from transforms.deadletter import DEAD_LETTER_SCHEMA
-from transforms.naming import DEAD_LETTER_TABLE
+from transforms.model.deadletter import DEAD_LETTER_SCHEMA
+from transforms.model.naming import DEAD_LETTER_TABLE
 
 _names = itertools.count()
 EVENT = {

@@ -12,7 +12,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import GlobalWindows
 
 from tests.conftest import make_test_pipeline
-from transforms.bundle_threads import map_in_bundle
+from transforms.beam.bundle_threads import map_in_bundle
 
 
 def test_results_come_back_in_input_order_though_calls_end_out_of_order() -> None:

@@ -8,9 +8,9 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from bench.corpus import generate
 from tests.conftest import RECEIVED, make_test_pipeline
-from transforms.chain import ModelConfig, RawMessage
-from transforms.event_model import EventsToRows, FixedClock
-from transforms.route import SourceConfig
+from transforms.model.chain import ModelConfig, RawMessage
+from transforms.beam.event_model import EventsToRows, FixedClock
+from transforms.model.route import SourceConfig
 
 CLOCK = FixedClock(RECEIVED)
 PRIMARY_TABLES_EXCLUDED = ("tracks", "users")  # secondary rows of track/identify

@@ -9,8 +9,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from pipeline.run import counters, run, summarize_output_dir
-from transforms.naming import DEAD_LETTER_TABLE
+from pipeline.commands.run import counters, run, summarize_output_dir
+from transforms.model.naming import DEAD_LETTER_TABLE
 
 # Hand-counted from pipeline/samples/events.jsonl (22 lines, one a batch of 3: 24 events).
 EXPECTED_TABLE_ROWS = {

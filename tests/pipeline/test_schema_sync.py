@@ -9,10 +9,10 @@ from apache_beam.pvalue import AsDict
 from apache_beam.testing.util import assert_that, equal_to
 
 from tests.conftest import make_test_pipeline
-from transforms.chain import ModelConfig, RawMessage, process_payload
-from transforms.event_model import DEAD_LETTERS
-from transforms.normalize import TableRow
-from transforms.schema_sync import FitRows, UnionSchemas, table_schema_of
+from transforms.model.chain import ModelConfig, RawMessage, process_payload
+from transforms.beam.event_model import DEAD_LETTERS
+from transforms.model.normalize import TableRow
+from transforms.beam.schema_sync import FitRows, UnionSchemas, table_schema_of
 
 RECEIVED = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
 LOADED = "2024-05-01T12:00:05.000000Z"

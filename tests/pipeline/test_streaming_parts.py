@@ -10,7 +10,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
-from transforms.streaming import HoldRows, schema_not_visible
+from transforms.beam.streaming import HoldRows, schema_not_visible
 
 
 def streaming_pipeline() -> test_pipeline.TestPipeline:

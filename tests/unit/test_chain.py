@@ -1,10 +1,10 @@
-"""The whole pure chain (transforms.chain.process_payload): the count invariant,
+"""The whole pure chain (transforms.model.chain.process_payload): the count invariant,
 dead-letter contents and source routing.
 
 The design's data flow: every input message ends as rows in its tables or as
 exactly one dead letter. Count it. Expectations are derived by hand from the
-docstrings of transforms.chain, transforms.route, transforms.validate and
-transforms.deadletter.
+docstrings of transforms.model.chain, transforms.model.route, transforms.model.validate and
+transforms.model.deadletter.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import Any, Mapping, NamedTuple
 
 import pytest
 
-from transforms.chain import ModelConfig, RawMessage, process_payload
-from transforms.deadletter import DeadLetter, Reason
-from transforms.normalize import TableRow
-from transforms.route import SourceConfig
+from transforms.model.chain import ModelConfig, RawMessage, process_payload
+from transforms.model.deadletter import DeadLetter, Reason
+from transforms.model.normalize import TableRow
+from transforms.model.route import SourceConfig
 
 UTC = timezone.utc
 RECEIVED = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import backfill, cli, local_cli, replay, schema_cli
-from pipeline.arguments import env_name, snake_flags, with_environment
-from pipeline.options import OpenTrackOptions
+from pipeline.commands import backfill, cli, local as local_cli, replay, schema as schema_cli
+from pipeline.commands.arguments import env_name, snake_flags, with_environment
+from pipeline.graphs.options import OpenTrackOptions
 
 
 def _code(argv: list[str]) -> int:

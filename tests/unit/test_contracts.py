@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from google.cloud import bigquery
 
-from pipeline import schema_cli
+from pipeline.commands import schema as schema_cli
 from pipeline.warehouse import contract_apply
 from pipeline.warehouse.contracts import (
     CLUSTERING_DRIFT,
@@ -987,7 +987,7 @@ def test_an_invalid_project_exits_2(tmp_path: Path) -> None:
 
 
 def test_pipeline_reads_declared_retention_from_the_example_contract() -> None:
-    from pipeline.options import contract_retention
+    from pipeline.graphs.options import contract_retention
 
     retention = contract_retention(
         str(Path(__file__).resolve().parents[2] / "templates" / "contracts" / "example.yaml")

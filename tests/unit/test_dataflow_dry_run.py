@@ -22,9 +22,9 @@ from apache_beam.portability import common_urns
 from apache_beam.portability.api import beam_runner_api_pb2 as pb
 from apache_beam.runners import pipeline_context
 
-from pipeline.graph import build_graph
-from pipeline.run import pipeline_options
-from pipeline.streaming_graph import build_streaming_graph
+from pipeline.graphs.batch import build_graph
+from pipeline.commands.run import pipeline_options
+from pipeline.graphs.streaming import build_streaming_graph
 
 SAMPLE = str(Path(__file__).resolve().parents[2] / "pipeline" / "samples" / "events.jsonl")
 DATAFLOW = [

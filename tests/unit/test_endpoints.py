@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.options import OpenTrackOptions, warehouse_config
+from pipeline.graphs.options import OpenTrackOptions, warehouse_config
 from pipeline.warehouse.client import checked_endpoint, make_client
 
 

@@ -1,8 +1,8 @@
 """A catalogue of hostile payloads through the whole pure chain
-(``transforms.chain.process_payload``), each with its outcome written by hand.
+(``transforms.model.chain.process_payload``), each with its outcome written by hand.
 
 Expectations come from README.md ("The row model", "Names", "Validation and
-dead letters") and the docstrings of transforms.naming / validate / normalize /
+dead letters") and the docstrings of transforms.model.naming / validate / normalize /
 infer / timestamps, never from running the code. Where the documents leave a
 choice open the test says which reading it takes (RFC 8259 for JSON, ISO 8601
 with the RFC 3339 profile for timestamps).
@@ -32,12 +32,12 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from transforms.chain import ModelConfig, RawMessage, process_payload
-from transforms.deadletter import DeadLetter, Reason
-from transforms.naming import RESERVED_COLUMN_PREFIXES
-from transforms.normalize import TableRow
-from transforms.route import SourceConfig
-from transforms.validate import Limits
+from transforms.model.chain import ModelConfig, RawMessage, process_payload
+from transforms.model.deadletter import DeadLetter, Reason
+from transforms.model.naming import RESERVED_COLUMN_PREFIXES
+from transforms.model.normalize import TableRow
+from transforms.model.route import SourceConfig
+from transforms.model.validate import Limits
 
 RECEIVED = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 R = "2024-05-01T12:00:00.000000Z"

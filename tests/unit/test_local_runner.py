@@ -1,5 +1,5 @@
 """Bounded state on the local streaming runner: the in-process seen-ids store
-(transforms.dedup), which store a pipeline gets, and the insert shards it uses."""
+(transforms.beam.dedup), which store a pipeline gets, and the insert shards it uses."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from pipeline.warehouse.config import WarehouseConfig
-from transforms.dedup import SeenKeys, resolved_state
-from transforms.normalize import TableRow
-from transforms.write import (
+from transforms.beam.dedup import SeenKeys, resolved_state
+from transforms.model.normalize import TableRow
+from transforms.beam.write import (
     LOCAL_STREAMING_SHARDS,
     LatestTraits,
     LatestTraitsPerUserOf,

@@ -1,4 +1,4 @@
-"""Golden tests for ``transforms.naming``.
+"""Golden tests for ``transforms.model.naming``.
 
 Every expected value below was worked out by hand from the naming rules, not
 copied from the module's output:
@@ -36,8 +36,8 @@ import re
 
 import pytest
 
-from transforms import naming
-from transforms.naming import (
+from transforms.model import naming
+from transforms.model.naming import (
     NamingConvention,
     column_name,
     dataset_name,

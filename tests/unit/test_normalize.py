@@ -1,7 +1,7 @@
-"""Golden tests for transforms.normalize: one event -> Segment's warehouse rows.
+"""Golden tests for transforms.model.normalize: one event -> Segment's warehouse rows.
 
 Every expected row and schema below is written by hand from the docstring of
-transforms.normalize (and the timestamp/naming rules it refers to), never
+transforms.model.normalize (and the timestamp/naming rules it refers to), never
 copied from the code's output.
 """
 
@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from transforms.deadletter import EventRejected, Reason
-from transforms.naming import NamingConvention
-from transforms.normalize import TableRow, normalize_event
-from transforms.validate import validate_event
+from transforms.model.deadletter import EventRejected, Reason
+from transforms.model.naming import NamingConvention
+from transforms.model.normalize import TableRow, normalize_event
+from transforms.model.validate import validate_event
 
 UTC = timezone.utc
 S, I, F, B, T = "STRING", "INTEGER", "FLOAT", "BOOLEAN", "TIMESTAMP"

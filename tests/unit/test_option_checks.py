@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline import cli
-from pipeline.options import (
+from pipeline.commands import cli
+from pipeline.graphs.options import (
     OpenTrackOptions,
     OptionError,
     refuse_unknown_arguments,

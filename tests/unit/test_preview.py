@@ -9,10 +9,10 @@ from pathlib import Path
 
 import orjson
 
-from pipeline.preview import preview
+from pipeline.commands.preview import preview
 from tests.conftest import RECEIVED
-from transforms.chain import ModelConfig
-from transforms.route import SourceConfig
+from transforms.model.chain import ModelConfig
+from transforms.model.route import SourceConfig
 
 EVENTS = (
     b'{"type":"track","event":"Order Completed","userId":"u","messageId":"m1",'
@@ -49,7 +49,7 @@ def test_preview_prints_every_row_and_dead_letter_then_a_summary() -> None:
 
 def test_preview_command_line() -> None:
     completed = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "preview", "--source-name", "Web Site",
+        [sys.executable, "-m", "pipeline.commands.cli", "preview", "--source-name", "Web Site",
          "--now", "2026-11-05T12:00:00Z"],
         input=EVENTS,
         capture_output=True,

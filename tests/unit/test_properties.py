@@ -32,16 +32,16 @@ from tests.unit.test_hostile import (
     check_output,
     primary,
 )
-from transforms.chain import ModelConfig, RawMessage, process_payload
-from transforms.deadletter import DeadLetter
-from transforms.naming import (
+from transforms.model.chain import ModelConfig, RawMessage, process_payload
+from transforms.model.deadletter import DeadLetter
+from transforms.model.naming import (
     RESERVED_COLUMN_PREFIXES,
     column_name,
     snake_case,
     table_name,
 )
-from transforms.normalize import TableRow
-from transforms.timestamps import (
+from transforms.model.normalize import TableRow
+from transforms.model.timestamps import (
     TimestampError,
     format_timestamp,
     parse_timestamp,

@@ -1,12 +1,12 @@
-"""transforms.records.builder: the fast constructor must build the very record the class would."""
+"""transforms.model.records.builder: the fast constructor must build the very record the class would."""
 
 from __future__ import annotations
 
 import pickle
 from typing import NamedTuple
 
-from transforms.normalize import TableRow
-from transforms.records import builder
+from transforms.model.normalize import TableRow
+from transforms.model.records import builder
 
 
 class Pair(NamedTuple):

@@ -1,11 +1,11 @@
-"""Slicing a large local input (pipeline.slicing): whole lines, byte for byte, bounded slices."""
+"""Slicing a large local input (pipeline.graphs.slicing): whole lines, byte for byte, bounded slices."""
 
 from __future__ import annotations
 
 import gzip
 from pathlib import Path
 
-from pipeline.slicing import GZIP_EXPANSION, estimated_bytes, input_paths, write_slices
+from pipeline.graphs.slicing import GZIP_EXPANSION, estimated_bytes, input_paths, write_slices
 
 
 def _slices(files: list[tuple[str, int]], slice_bytes: int, tmp_path: Path) -> list[bytes]:

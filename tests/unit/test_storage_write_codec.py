@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.warehouse.identifiers import InvalidIdentifier
 from pipeline.warehouse.storage_write import codec_for
-from transforms.storage_write import _chunks
+from transforms.beam.storage_write import _chunks
 
 SCHEMA = {"id": "STRING", "n": "INTEGER", "x": "FLOAT", "ok": "BOOLEAN", "ts": "TIMESTAMP",
           "amount": "NUMERIC"}  # fmt: skip

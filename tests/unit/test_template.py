@@ -25,7 +25,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.gcp.pubsub import parse_subscription
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipeline.options import OpenTrackOptions
+from pipeline.graphs.options import OpenTrackOptions
 from pipeline.warehouse import identifiers
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""Golden tests for transforms.timestamps and transforms.infer.
+"""Golden tests for transforms.model.timestamps and transforms.model.infer.
 
 Expectations come from the module docstrings and the README's schema rules.
 """
@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from pipeline.warehouse.schema import fit_row, plan_schema, to_api, union
-from transforms import timestamps
-from transforms.infer import coerce, infer, needs_rewrite, widen
-from transforms.timestamps import (
+from transforms.model import timestamps
+from transforms.model.infer import coerce, infer, needs_rewrite, widen
+from transforms.model.timestamps import (
     TimestampError,
     canonical_timestamp,
     format_timestamp,

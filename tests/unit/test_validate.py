@@ -1,7 +1,7 @@
-"""Golden tests for transforms.validate: payload parsing and the Segment spec rules.
+"""Golden tests for transforms.model.validate: payload parsing and the Segment spec rules.
 
-Every expectation is derived by hand from the docstrings of transforms.validate
-and transforms.deadletter (one stable reason per failed rule).
+Every expectation is derived by hand from the docstrings of transforms.model.validate
+and transforms.model.deadletter (one stable reason per failed rule).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from transforms.deadletter import EventRejected, Reason
-from transforms.validate import Limits, parse_payload, validate_event
+from transforms.model.deadletter import EventRejected, Reason
+from transforms.model.validate import Limits, parse_payload, validate_event
 
 UTC = timezone.utc
 OK = "ok"

@@ -51,7 +51,7 @@ def test_hostile_names_are_refused(project: str, dataset: str, table: str) -> No
 
 
 def test_longest_table_name_still_fits_its_view() -> None:
-    table = "a" * 1019  # transforms.naming's limit, so that "_view" fits
+    table = "a" * 1019  # transforms.model.naming's limit, so that "_view" fits
     assert views.view_name(table) == f"{table}_view"
     assert f".{table}` AS" in views.dedup_view_query(PROJECT, "src", table)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.options import OpenTrackOptions, write_method
+from pipeline.graphs.options import OpenTrackOptions, write_method
 
 LOCAL = "--bigquery_endpoint=http://127.0.0.1:9050"
 

@@ -31,7 +31,7 @@ import itertools
 from datetime import datetime
 from typing import Any, Final, NamedTuple
 
-from transforms.infer import (
+from transforms.model.infer import (
     BOOLEAN,
     FLOAT,
     FLOAT64_EXACT,
@@ -40,10 +40,10 @@ from transforms.infer import (
     TIMESTAMP,
     infer,
 )
-from transforms.naming import NamingConvention
-from transforms.records import builder
-from transforms.deadletter import EventRejected, Reason
-from transforms.timestamps import (
+from transforms.model.naming import NamingConvention
+from transforms.model.records import builder
+from transforms.model.deadletter import EventRejected, Reason
+from transforms.model.timestamps import (
     TimestampError,
     canonical_timestamp,
     format_timestamp,
@@ -51,7 +51,7 @@ from transforms.timestamps import (
     skew_corrected,
     timestamp_text,
 )
-from transforms.validate import ValidEvent
+from transforms.model.validate import ValidEvent
 
 STANDARD_COLUMNS: Final[dict[str, str]] = {
     "id": STRING,

@@ -151,7 +151,7 @@ def dead_letter_dataset(source: str | None, default_source: str) -> str:
     A payload that never parsed, or whose source name is unusable, has no
     dataset of its own; its dead letter lands with the default source.
     """
-    from transforms.naming import dataset_name  # local: naming does not need dead letters
+    from transforms.model.naming import dataset_name  # local: naming does not need dead letters
 
     for candidate in (source, default_source):
         if candidate:

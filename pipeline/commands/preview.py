@@ -15,13 +15,13 @@ from typing import BinaryIO, TextIO
 
 import orjson
 
-from transforms.chain import ModelConfig, RawMessage, process_payload
-from transforms.deadletter import DeadLetter
-from transforms.event_model import utc_now
-from transforms.route import DEFAULT_SOURCE, DEFAULT_SOURCE_ATTRIBUTE, SourceConfig
-from transforms.timestamps import format_timestamp, parse_timestamp
-from transforms.validate import Limits
-from pipeline.summary import RunSummary
+from transforms.model.chain import ModelConfig, RawMessage, process_payload
+from transforms.model.deadletter import DeadLetter
+from transforms.beam.event_model import utc_now
+from transforms.model.route import DEFAULT_SOURCE, DEFAULT_SOURCE_ATTRIBUTE, SourceConfig
+from transforms.model.timestamps import format_timestamp, parse_timestamp
+from transforms.model.validate import Limits
+from pipeline.warehouse.summary import RunSummary
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

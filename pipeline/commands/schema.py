@@ -28,8 +28,8 @@ from google.auth.exceptions import GoogleAuthError
 from google.cloud import bigquery
 from requests.exceptions import RequestException
 
-from pipeline.arguments import OneLineParser, parse_with_environment
-from pipeline.preflight import first_line, local_stack_hint
+from pipeline.commands.arguments import OneLineParser, parse_with_environment
+from pipeline.commands.preflight import first_line, local_stack_hint
 from pipeline.warehouse import identifiers
 from pipeline.warehouse.client import make_client
 from pipeline.warehouse.contract_apply import apply_contract, probe, read_warehouse

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
-from transforms.infer import INTEGER, WIDE_INTEGER, widen
+from transforms.model.infer import INTEGER, WIDE_INTEGER, widen
 
 
 @dataclass

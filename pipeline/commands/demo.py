@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from pipeline import localstack
-from pipeline.run import counters, run
+from pipeline.commands.run import counters, run
 from pipeline.warehouse.client import make_client
 from pipeline.warehouse.report import warehouse_summary
 

@@ -13,9 +13,9 @@ import orjson
 from apache_beam.io import fileio
 from apache_beam.pvalue import PCollection
 
-from transforms.deadletter import DeadLetter, dead_letter_dataset
-from transforms.naming import DEAD_LETTER_TABLE
-from transforms.normalize import TableRow
+from transforms.model.deadletter import DeadLetter, dead_letter_dataset
+from transforms.model.naming import DEAD_LETTER_TABLE
+from transforms.model.normalize import TableRow
 
 FILE_SUFFIX = ".jsonl"
 

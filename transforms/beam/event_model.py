@@ -1,4 +1,4 @@
-"""Beam adapters of the event model: thin DoFns around ``transforms.chain``.
+"""Beam adapters of the event model: thin DoFns around ``transforms.model.chain``.
 
 ``EventsToRows`` takes ``RawMessage`` elements and returns an
 ``EventsToRowsResult`` with two PCollections: ``rows`` (``TableRow``) and
@@ -17,11 +17,11 @@ from apache_beam.pvalue import PCollection, TaggedOutput
 from apache_beam.transforms.deduplicate import DeduplicatePerKey
 from apache_beam.utils.timestamp import Duration
 
-from transforms.chain import ModelConfig, RawMessage, RoutedEvent, route_payload, rows_for
-from transforms.deadletter import DeadLetter
-from transforms.dedup import DedupState, DeduplicateInProcess, resolved_state
-from transforms.normalize import TableRow
-from transforms.timestamps import format_timestamp
+from transforms.model.chain import ModelConfig, RawMessage, RoutedEvent, route_payload, rows_for
+from transforms.model.deadletter import DeadLetter
+from transforms.beam.dedup import DedupState, DeduplicateInProcess, resolved_state
+from transforms.model.normalize import TableRow
+from transforms.model.timestamps import format_timestamp
 
 ROWS = "rows"
 VALID = "valid"
@@ -131,7 +131,7 @@ def _counted(element: object, name: str) -> object:
 class DeduplicateEvents(beam.PTransform):
     """Drops repeats of a message id (per dataset) seen within ``window_seconds`` of
     event time (the publish time in streaming); ``state`` says where the seen ids are
-    kept (``transforms.dedup``: Beam's ``DeduplicatePerKey`` on Dataflow).
+    kept (``transforms.beam.dedup``: Beam's ``DeduplicatePerKey`` on Dataflow).
     ``dedup_events_in - dedup_events_out`` counts the duplicates dropped."""
 
     def __init__(self, window_seconds: float, state: DedupState = "auto") -> None:

@@ -25,7 +25,7 @@ from pipeline.warehouse.config import WarehouseConfig
 from pipeline.warehouse.merge_rows import insert_missing
 from pipeline.warehouse.schema import from_api
 from pipeline.warehouse.users import latest_traits, merge_users
-from transforms.deadletter import (
+from transforms.model.deadletter import (
     DEAD_LETTER_SCHEMA,
     DeadLetter,
     EventRejected,
@@ -35,13 +35,13 @@ from transforms.deadletter import (
     dead_letter_row,
     make_dead_letter,
 )
-from transforms.event_model import METRICS_NAMESPACE, Clock
-from transforms.local_runner import on_local_streaming_runner
-from transforms.naming import DEAD_LETTER_TABLE
-from transforms.normalize import TableRow
-from transforms.sharding import shard_of, shards_for
-from transforms.storage_write import StorageWriteRows
-from transforms.timestamps import format_timestamp
+from transforms.beam.event_model import METRICS_NAMESPACE, Clock
+from transforms.beam.local_runner import on_local_streaming_runner
+from transforms.model.naming import DEAD_LETTER_TABLE
+from transforms.model.normalize import TableRow
+from transforms.beam.sharding import shard_of, shards_for
+from transforms.beam.storage_write import StorageWriteRows
+from transforms.model.timestamps import format_timestamp
 
 _LOG = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def failure_to_row(failure: tuple[Any, dict[str, Any], list[Any]]) -> TableRow:
 
 # Beam spreads streaming inserts over random keys, 500 per table by default, for
 # parallel workers; on the local streaming runner every one of those keys would stay
-# in memory for the whole run, with no parallelism to gain (transforms.local_runner).
+# in memory for the whole run, with no parallelism to gain (transforms.beam.local_runner).
 LOCAL_STREAMING_SHARDS = 1
 
 
@@ -191,7 +191,7 @@ class InsertMissingById(beam.PTransform):
     """TableRows -> one staged MERGE per table shard inserting only new ids (idempotent
     reruns).
 
-    Shards are by a hash of ``id`` (``transforms.sharding``), so every copy of an id
+    Shards are by a hash of ``id`` (``transforms.beam.sharding``), so every copy of an id
     meets in one MERGE and a table's rows spread over workers on Dataflow (16 shards:
     within BigQuery's 2 running + 20 queued DML statements per table). Needs the schema
     step's final schemas (automatic mode)."""
@@ -202,7 +202,7 @@ class InsertMissingById(beam.PTransform):
         super().__init__()
         self._config = config
         self._schemas = schemas
-        self._shards = shards  # None: as the runner needs (``transforms.sharding``)
+        self._shards = shards  # None: as the runner needs (``transforms.beam.sharding``)
 
     def expand(self, rows: PCollection) -> PCollection:
         shards = self._shards or shards_for(rows.pipeline)
@@ -239,7 +239,7 @@ class LatestTraitsPerUserOf(beam.CombineFn):
     """All users rows of one dataset -> one row per user, folded as ``LatestTraits`` does.
 
     For the local streaming runner, which would keep a state object for every user id
-    for the whole run if the users were keys (``transforms.local_runner``)."""
+    for the whole run if the users were keys (``transforms.beam.local_runner``)."""
 
     def create_accumulator(self) -> dict[str, dict[str, Any]]:
         return {}

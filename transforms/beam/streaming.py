@@ -50,10 +50,10 @@ from pipeline.warehouse.manager import SchemaManager
 from pipeline.warehouse.merge_rows import STAGING_PREFIX as MERGE_STAGING
 from pipeline.warehouse.schema import RowMisfit, fit_row, from_api, plan_schema, union
 from pipeline.warehouse.users import STAGING_PREFIX as USERS_STAGING
-from transforms.deadletter import DeadLetter
-from transforms.event_model import DEAD_LETTERS, METRICS_NAMESPACE
-from transforms.normalize import TableRow
-from transforms.schema_sync import fit_to_table
+from transforms.model.deadletter import DeadLetter
+from transforms.beam.event_model import DEAD_LETTERS, METRICS_NAMESPACE
+from transforms.model.normalize import TableRow
+from transforms.beam.schema_sync import fit_to_table
 
 _LOG = logging.getLogger(__name__)
 MUTATE = "mutate"

@@ -22,11 +22,11 @@ from apache_beam.utils.windowed_value import WindowedValue
 from pipeline.warehouse.config import WarehouseConfig
 from pipeline.warehouse.manager import SchemaManager, SchemaResult
 from pipeline.warehouse.schema import RowMisfit, fit_row, union
-from transforms.bundle_threads import map_in_bundle
-from transforms.deadletter import DeadLetter, EventRejected, Reason, Stage, make_dead_letter
-from transforms.event_model import DEAD_LETTERS, METRICS_NAMESPACE
-from transforms.infer import widen
-from transforms.normalize import TableRow
+from transforms.beam.bundle_threads import map_in_bundle
+from transforms.model.deadletter import DeadLetter, EventRejected, Reason, Stage, make_dead_letter
+from transforms.beam.event_model import DEAD_LETTERS, METRICS_NAMESPACE
+from transforms.model.infer import widen
+from transforms.model.normalize import TableRow
 
 TableKey = tuple[str, str]  # (dataset, table)
 # Tables ensured at once. Measured on the emulator, 18 tables: reads 3.6 s one by one,

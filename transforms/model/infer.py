@@ -23,7 +23,7 @@ from typing import Any, Final
 
 import orjson
 
-from transforms.timestamps import canonical_timestamp
+from transforms.model.timestamps import canonical_timestamp
 
 BOOLEAN: Final = "BOOLEAN"
 INTEGER: Final = "INTEGER"

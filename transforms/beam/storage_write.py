@@ -25,8 +25,8 @@ from apache_beam.transforms import userstate
 from pipeline.warehouse import storage_write
 from pipeline.warehouse.config import WarehouseConfig
 from pipeline.warehouse.schema import from_api
-from transforms.event_model import METRICS_NAMESPACE
-from transforms.sharding import shard_of, shards_for
+from transforms.beam.event_model import METRICS_NAMESPACE
+from transforms.beam.sharding import shard_of, shards_for
 
 BATCH_ROWS = 500
 BATCH_SECONDS = 1.0  # streaming: a batch waits at most this long for more rows

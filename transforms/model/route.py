@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from transforms.deadletter import EventRejected, Reason
-from transforms.naming import dataset_name
+from transforms.model.deadletter import EventRejected, Reason
+from transforms.model.naming import dataset_name
 
 DEFAULT_SOURCE = "opentrack"
 DEFAULT_SOURCE_ATTRIBUTE = "source"

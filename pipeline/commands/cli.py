@@ -11,9 +11,9 @@ import sys
 import traceback
 from typing import Callable, Sequence
 
-from pipeline import backfill, local_cli, preview, replay, run, schema_cli
-from pipeline.arguments import OneLineParser, parse_with_environment, snake_flags
-from pipeline.preflight import first_line
+from pipeline.commands import backfill, local, preview, replay, run, schema
+from pipeline.commands.arguments import OneLineParser, parse_with_environment, snake_flags
+from pipeline.commands.preflight import first_line
 
 COMMANDS: dict[str, str] = {
     "preview": "print the rows and dead letters events become (no cloud calls)",
@@ -28,8 +28,8 @@ _OWN_PARSER: dict[str, Callable[[list[str]], int]] = {
     "run": run.main,
     "backfill": backfill.main,
     "replay": replay.main,
-    "schema": schema_cli.main,
-    "local": local_cli.main,
+    "schema": schema.main,
+    "local": local.main,
 }
 
 

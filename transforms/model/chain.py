@@ -1,6 +1,6 @@
 """The pure event model: raw payload -> routed events -> table rows or dead letters.
 
-The Beam DoFns in ``transforms.event_model`` call these two stages one by one;
+The Beam DoFns in ``transforms.beam.event_model`` call these two stages one by one;
 ``opentrack preview`` and the benchmark call ``process_payload``, the whole
 chain, so what a user previews is exactly what the pipeline writes.
 """
@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterator, Mapping, NamedTuple
 
-from transforms.deadletter import DeadLetter, EventRejected, Reason, Stage, make_dead_letter
-from transforms.naming import NamingConvention
-from transforms.normalize import TableRow, normalize_event
-from transforms.records import builder
-from transforms.route import DatasetResolver, SourceConfig, resolve_source
-from transforms.timestamps import format_timestamp
-from transforms.validate import Limits, ValidEvent, parse_payload, validate_event
+from transforms.model.deadletter import DeadLetter, EventRejected, Reason, Stage, make_dead_letter
+from transforms.model.naming import NamingConvention
+from transforms.model.normalize import TableRow, normalize_event
+from transforms.model.records import builder
+from transforms.model.route import DatasetResolver, SourceConfig, resolve_source
+from transforms.model.timestamps import format_timestamp
+from transforms.model.validate import Limits, ValidEvent, parse_payload, validate_event
 
 
 _LOG = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ class RoutedEvent(NamedTuple):
     replayed: bool = False  # re-fed by `opentrack replay`: not a duplicate of its first try
     # The receive time is the message's own (Pub/Sub publish time), not the read time of
     # a file: only then does it say when the event arrived, so only then is the clock
-    # skew of its sender corrected against it (``transforms.normalize``).
+    # skew of its sender corrected against it (``transforms.model.normalize``).
     receive_time_known: bool = True
 
 

@@ -38,15 +38,15 @@ from typing import TYPE_CHECKING
 from google.api_core.exceptions import GoogleAPIError
 from google.cloud import bigquery
 
-from pipeline.arguments import OneLineParser, parse_with_environment
-from pipeline.preflight import PreflightError, check_bigquery
+from pipeline.commands.arguments import OneLineParser, parse_with_environment
+from pipeline.commands.preflight import PreflightError, check_bigquery
 from pipeline.warehouse import identifiers
 from pipeline.warehouse.client import RETRY, NotFound, make_client
-from transforms.chain import REPLAY_ATTRIBUTE
-from transforms.deadletter import DEAD_LETTER_SCHEMA, Reason, Stage
-from transforms.naming import DEAD_LETTER_TABLE
-from transforms.route import DEFAULT_SOURCE_ATTRIBUTE
-from transforms.timestamps import TimestampError, parse_timestamp
+from transforms.model.chain import REPLAY_ATTRIBUTE
+from transforms.model.deadletter import DEAD_LETTER_SCHEMA, Reason, Stage
+from transforms.model.naming import DEAD_LETTER_TABLE
+from transforms.model.route import DEFAULT_SOURCE_ATTRIBUTE
+from transforms.model.timestamps import TimestampError, parse_timestamp
 
 if TYPE_CHECKING:
     from google.cloud import pubsub_v1

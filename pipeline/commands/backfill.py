@@ -5,7 +5,7 @@ Two layouts, local, ``gs://`` or ``s3://``:
 * ``--input_prefix PREFIX``: ``<prefix>/dt=YYYY-MM-DD/*.jsonl`` (or ``.jsonl.gz``), one
   batch job over every day's files;
 * ``--segment_archive ROOT/segment-logs[/SOURCE_ID]``: Segment's own archive (its S3
-  destination, ``pipeline.segment_archive``), one batch job per source id, its source
+  destination, ``pipeline.commands.segment_archive``), one batch job per source id, its source
   name from ``--source_map ID=NAME`` (default: the id).
 
 Every job writes with ``--write_mode=insert_missing_by_id``: rows are staged and MERGEd in
@@ -24,13 +24,13 @@ from typing import Sequence
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline import segment_archive
-from pipeline.arguments import OneLineParser, given, parser_flags, snake_flags, with_environment
-from pipeline.options import OptionError, checked_s3_endpoint, pipeline_flags
-from pipeline.options import refuse_unknown_arguments
-from pipeline.preflight import PreflightError
-from pipeline.run import preflight, report, run
-from pipeline.run_help import help_parser
+from pipeline.commands import segment_archive
+from pipeline.commands.arguments import OneLineParser, given, parser_flags, snake_flags, with_environment
+from pipeline.graphs.options import OptionError, checked_s3_endpoint, pipeline_flags
+from pipeline.graphs.options import refuse_unknown_arguments
+from pipeline.commands.preflight import PreflightError
+from pipeline.commands.run import preflight, report, run
+from pipeline.commands.run_help import help_parser
 
 MAX_DAYS = 366
 USAGE = (

@@ -13,7 +13,7 @@ from apache_beam.options.pipeline_options import (
     WorkerOptions,
 )
 
-from pipeline.options import OpenTrackOptions
+from pipeline.graphs.options import OpenTrackOptions
 
 GROUPS: dict[str, tuple[str, ...]] = {
     "input": ("input", "subscription", "local_slice_mb"),

@@ -1,5 +1,5 @@
 """Where the stream's deduplication state lives (``DeduplicateEvents`` in
-``transforms.event_model`` drops repeated message ids: Pub/Sub delivers at least once).
+``transforms.beam.event_model`` drops repeated message ids: Pub/Sub delivers at least once).
 
 One rule, two ways to keep it. An event is dropped when an event with the same key
 (dataset, message id, first try or replay) came less than ``window_seconds`` of
@@ -9,7 +9,7 @@ event time (the publish time) before it.
   key. Any runner; what runs on Dataflow.
 * ``in_process``: a dict of first-seen times in the worker process, pruned as event
   time moves on. For the local streaming runner, which never forgets a key
-  (``transforms.local_runner``): under ``keyed`` every message id kept a state object
+  (``transforms.beam.local_runner``): under ``keyed`` every message id kept a state object
   of about 1.2 KB for the life of the run. That runner is one process, so the
   process's memory holds the whole state either way.
 
@@ -28,7 +28,7 @@ from typing import Any, Iterator, Literal
 
 import apache_beam as beam
 
-from transforms.local_runner import on_local_streaming_runner
+from transforms.beam.local_runner import on_local_streaming_runner
 
 DedupState = Literal["auto", "keyed", "in_process"]
 

@@ -9,10 +9,10 @@ from apache_beam.coders import BytesCoder
 from apache_beam.io import ReadAllFromText, ReadFromText
 from apache_beam.pvalue import AsDict, PCollection
 
-from pipeline.options import OpenTrackOptions, OptionError, model_config, warehouse_config
+from pipeline.graphs.options import OpenTrackOptions, OptionError, model_config, warehouse_config
 from pipeline.warehouse.config import WarehouseConfig
-from transforms.deadletter import DEAD_LETTER_SCHEMA
-from transforms.event_model import (
+from transforms.model.deadletter import DEAD_LETTER_SCHEMA
+from transforms.beam.event_model import (
     DEAD_LETTERS,
     Clock,
     EventsToRows,
@@ -20,12 +20,12 @@ from transforms.event_model import (
     line_to_message,
     utc_now,
 )
-from transforms.file_sink import WriteJsonLines
-from transforms.load_jobs import LoadRows
-from transforms.naming import DEAD_LETTER_TABLE
-from transforms.normalize import TableRow
-from transforms.schema_sync import ApplySchemas, FitRows, UnionSchemas, table_schema_of
-from transforms.write import (
+from transforms.beam.file_sink import WriteJsonLines
+from transforms.beam.load_jobs import LoadRows
+from transforms.model.naming import DEAD_LETTER_TABLE
+from transforms.model.normalize import TableRow
+from transforms.beam.schema_sync import ApplySchemas, FitRows, UnionSchemas, table_schema_of
+from transforms.beam.write import (
     DeadLettersToRows,
     InsertMissingById,
     MergeUsers,
@@ -129,7 +129,7 @@ def build_graph(
     pipeline: beam.Pipeline, clock: Clock = utc_now, output_label: str = ""
 ) -> EventsToRowsResult:
     """Read -> event model -> sink, as the pipeline's options say. ``output_label`` tells
-    apart the files of the slices of one sliced run (``pipeline.slicing``)."""
+    apart the files of the slices of one sliced run (``pipeline.graphs.slicing``)."""
     options = pipeline.options.view_as(OpenTrackOptions)
     if not options.input:
         raise OptionError("--input is required: a file pattern of JSONL events")

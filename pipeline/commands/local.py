@@ -11,7 +11,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from pipeline.arguments import OneLineParser, parse_with_environment
+from pipeline.commands.arguments import OneLineParser, parse_with_environment
 from pipeline.localstack import (
     DEFAULT_PROJECT,
     LocalStack,

@@ -34,10 +34,10 @@ from google.cloud import bigquery
 from pipeline.warehouse import loads
 from pipeline.warehouse.client import NotFound
 from pipeline.warehouse.config import WarehouseConfig
-from transforms.bundle_threads import map_in_bundle
-from transforms.deadletter import DeadLetter, EventRejected, Reason, Stage, make_dead_letter
-from transforms.event_model import METRICS_NAMESPACE
-from transforms.sharding import shard_of, shards_for
+from transforms.beam.bundle_threads import map_in_bundle
+from transforms.model.deadletter import DeadLetter, EventRejected, Reason, Stage, make_dead_letter
+from transforms.beam.event_model import METRICS_NAMESPACE
+from transforms.beam.sharding import shard_of, shards_for
 
 REFUSED = "refused"
 FILES = "files"

@@ -23,10 +23,10 @@ from pipeline.warehouse.config import WarehouseConfig
 from pipeline.warehouse.contracts import parse_contract
 from pipeline.warehouse.schema import MAX_COLUMNS
 from pipeline.warehouse.manager import TableSettings
-from transforms.chain import ModelConfig
-from transforms.normalize import STANDARD_COLUMNS
-from transforms.route import DEFAULT_SOURCE, DEFAULT_SOURCE_ATTRIBUTE, SourceConfig
-from transforms.validate import Limits
+from transforms.model.chain import ModelConfig
+from transforms.model.normalize import STANDARD_COLUMNS
+from transforms.model.route import DEFAULT_SOURCE, DEFAULT_SOURCE_ATTRIBUTE, SourceConfig
+from transforms.model.validate import Limits
 
 _DEFAULT_LIMITS = Limits()
 AUTO_TABLE_MANAGEMENT_ENV = "BIGQUERY_AUTO_TABLE_MANAGEMENT"

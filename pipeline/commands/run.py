@@ -33,10 +33,10 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.runners.runner import PipelineResult, PipelineState
 from google.api_core.exceptions import GoogleAPIError
 
-from pipeline.graph import build_graph
-from pipeline.streaming_graph import build_streaming_graph
-from pipeline.arguments import snake_flags, with_environment
-from pipeline.options import (
+from pipeline.graphs.batch import build_graph
+from pipeline.graphs.streaming import build_streaming_graph
+from pipeline.commands.arguments import snake_flags, with_environment
+from pipeline.graphs.options import (
     OpenTrackOptions,
     OptionError,
     checked_s3_endpoint,
@@ -44,16 +44,16 @@ from pipeline.options import (
     refuse_unknown_arguments,
     warehouse_config,
 )
-from pipeline.preflight import PreflightError, check_bigquery, check_input, check_subscription
-from pipeline.run_help import beam_help_text, help_text
-from pipeline.slicing import estimated_bytes, input_paths, run_sliced
-from pipeline.summary import RunSummary
+from pipeline.commands.preflight import PreflightError, check_bigquery, check_input, check_subscription
+from pipeline.commands.run_help import beam_help_text, help_text
+from pipeline.graphs.slicing import estimated_bytes, input_paths, run_sliced
+from pipeline.warehouse.summary import RunSummary
 from pipeline.warehouse.client import make_client
 from pipeline.warehouse.report import warehouse_summary
-from transforms.file_sink import FILE_SUFFIX
-from transforms.infer import infer
-from transforms.naming import DEAD_LETTER_TABLE
-from transforms.schema_sync import DATASETS_NAMESPACE
+from transforms.beam.file_sink import FILE_SUFFIX
+from transforms.model.infer import infer
+from transforms.model.naming import DEAD_LETTER_TABLE
+from transforms.beam.schema_sync import DATASETS_NAMESPACE
 
 LOCAL_BATCH_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
 LOCAL_STREAMING_RUNNER = "BundleBasedDirectRunner"
@@ -125,7 +125,7 @@ def _run_slice(argv: Sequence[str], path: str, index: int) -> PipelineResult:
 
 
 def _slice_bytes(options: PipelineOptions) -> int:
-    """Bytes per slice when this run should be sliced (``pipeline.slicing``), else 0."""
+    """Bytes per slice when this run should be sliced (``pipeline.graphs.slicing``), else 0."""
     opentrack = options.view_as(OpenTrackOptions)
     standard = options.view_as(StandardOptions)
     local = standard.runner in _LOCAL_RUNNERS
@@ -192,7 +192,7 @@ def run_until_stopped(argv: Sequence[str], poll_seconds: float = 5.0) -> Pipelin
 
 def preflight(argv: Sequence[str]) -> None:
     """What must hold before a graph is built: valid options, an input that matches,
-    a subscription that exists, a BigQuery that answers (``pipeline.preflight``)."""
+    a subscription that exists, a BigQuery that answers (``pipeline.commands.preflight``)."""
     options = pipeline_options(argv)
     opentrack = options.view_as(OpenTrackOptions)
     streaming = options.view_as(StandardOptions).streaming

@@ -16,12 +16,12 @@ from apache_beam.pvalue import AsSingleton, PCollection
 from apache_beam.transforms import trigger, window
 from apache_beam.transforms.periodicsequence import PeriodicImpulse
 
-from pipeline.options import OpenTrackOptions, OptionError, model_config, warehouse_config
+from pipeline.graphs.options import OpenTrackOptions, OptionError, model_config, warehouse_config
 from pipeline.warehouse.config import WarehouseConfig
-from transforms.chain import RawMessage
-from transforms.event_model import DEAD_LETTERS, Clock, EventsToRows, EventsToRowsResult, utc_now
-from transforms.normalize import TableRow
-from transforms.streaming import (
+from transforms.model.chain import RawMessage
+from transforms.beam.event_model import DEAD_LETTERS, Clock, EventsToRows, EventsToRowsResult, utc_now
+from transforms.model.normalize import TableRow
+from transforms.beam.streaming import (
     FENCED,
     MUTATE,
     ApplyChanges,
@@ -31,7 +31,7 @@ from transforms.streaming import (
     RouteBySchema,
     schema_not_visible,
 )
-from transforms.write import (
+from transforms.beam.write import (
     DeadLettersToRows,
     MergeUsers,
     WriteRows,

@@ -5,7 +5,7 @@ Segment batch envelope ``{"batch": [...], "sentAt": ..., "context": ...}``
 whose items inherit the envelope's ``sentAt``, ``context`` (merged, the
 item's keys win), ``integrations`` and ``writeKey``. Each event is then checked
 against the Segment spec; the first failed rule rejects it with a stable
-reason (``transforms.deadletter.Reason``).
+reason (``transforms.model.deadletter.Reason``).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from transforms.deadletter import EventRejected, Reason
-from transforms.records import builder
-from transforms.timestamps import TimestampError, parse_timestamp
+from transforms.model.deadletter import EventRejected, Reason
+from transforms.model.records import builder
+from transforms.model.timestamps import TimestampError, parse_timestamp
 
 CALL_TYPES = frozenset({"track", "identify", "page", "screen", "group", "alias"})
 MAX_MESSAGE_ID_LENGTH = 255
