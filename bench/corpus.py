@@ -13,7 +13,7 @@ import argparse
 import random
 import sys
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -155,7 +155,7 @@ def make_event(rng: random.Random, base: datetime) -> dict[str, Any]:
 def generate(count: int, seed: int = 7) -> list[bytes]:
     """``count`` JSON lines (bytes, no newline) of the corpus."""
     rng = random.Random(seed)
-    base = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    base = datetime(2026, 11, 1, tzinfo=UTC)
     return [orjson.dumps(make_event(rng, base)) for _ in range(count)]
 
 

@@ -77,8 +77,14 @@ def hostile(n: int, rng: random.Random) -> list[dict[str, Any]]:
             {"type": "track", "event": "No One", "messageId": mid},
             {"type": "purchase", "userId": "u1", "messageId": mid},
         ])]  # fmt: skip
-    return [{"type": "identify", "userId": f"u{n % 7}", "messageId": mid,
-             "traits": {"plan": rng.choice(["free", "pro"]), "seen": rng.choice(STAMPS)}}]
+    return [
+        {
+            "type": "identify",
+            "userId": f"u{n % 7}",
+            "messageId": mid,
+            "traits": {"plan": rng.choice(["free", "pro"]), "seen": rng.choice(STAMPS)},
+        }
+    ]
 
 
 def write_corpus(path: Path, events: int) -> tuple[Counter[str], int]:

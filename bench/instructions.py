@@ -18,7 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from bench.corpus import generate
 from transforms.model.chain import ModelConfig, RawMessage, process_payload
@@ -31,7 +31,7 @@ def workload(mode: str, events: int) -> None:
     lines = generate(events)
     messages = [RawMessage(line) for line in lines]
     config = ModelConfig()
-    received = datetime(2026, 11, 2, tzinfo=timezone.utc)
+    received = datetime(2026, 11, 2, tzinfo=UTC)
     loaded = "2026-11-02T00:00:01.000000Z"
     for line in generate(200, seed=7):  # name caches and lazy imports, in every mode
         process_payload(RawMessage(line), received, loaded, config)
@@ -45,8 +45,17 @@ def workload(mode: str, events: int) -> None:
 
 def counted_instructions(mode: str, events: int) -> int:
     command = [
-        "valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
-        sys.executable, "-m", "bench.instructions", "--run", mode, "--events", str(events),
+        "valgrind",
+        "--tool=cachegrind",
+        "--cache-sim=no",
+        "--cachegrind-out-file=/dev/null",
+        sys.executable,
+        "-m",
+        "bench.instructions",
+        "--run",
+        mode,
+        "--events",
+        str(events),
     ]
     report = subprocess.run(command, capture_output=True, text=True, check=True).stderr
     match = re.search(r"I\s+refs:\s+([\d,]+)", report)

@@ -19,8 +19,8 @@ import os
 import statistics
 import time
 from collections import Counter
-from datetime import datetime, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from bench.corpus import generate
 from transforms.model.chain import ModelConfig, RawMessage, process_payload
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = generate(args.events)
     size = sum(map(len, lines))
     config = ModelConfig()
-    received = datetime(2026, 11, 2, tzinfo=timezone.utc)
+    received = datetime(2026, 11, 2, tzinfo=UTC)
     loaded = "2026-11-02T00:00:01.000000Z"
     messages = [RawMessage(line) for line in lines]
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     json_seconds, chain_seconds = min(json_times), min(chain_times)
     # The ratio of each round (both sides timed back to back): its median is the figure,
     # steadier than a ratio of two bests that may come from different rounds.
-    ratios = sorted(j / c for j, c in zip(json_times, chain_times))
+    ratios = sorted(j / c for j, c in zip(json_times, chain_times, strict=True))
     # Counted after the timing, so the figure is the chain's work, not the bench's.
     outputs = Counter(
         "dead_letters" if isinstance(item, DeadLetter) else "rows"
@@ -79,11 +79,15 @@ def main(argv: list[str] | None = None) -> int:
     chain_rate = args.events / chain_seconds
     print(f"corpus: {args.events} events, {size / args.events:.0f} bytes/event on average")
     print(f"json.loads alone : {json_rate:12,.0f} events/s")
-    print(f"pure chain       : {chain_rate:12,.0f} events/s "
-          f"({outputs['rows']} rows, {outputs['dead_letters']} dead letters)")
-    print(f"ratio chain/json.loads, median of {len(ratios)} rounds: "
-          f"{statistics.median(ratios):.2f}x (rounds {ratios[0]:.2f}-{ratios[-1]:.2f}x; "
-          f"ratio of the bests {chain_rate / json_rate:.2f}x)")
+    print(
+        f"pure chain       : {chain_rate:12,.0f} events/s "
+        f"({outputs['rows']} rows, {outputs['dead_letters']} dead letters)"
+    )
+    print(
+        f"ratio chain/json.loads, median of {len(ratios)} rounds: "
+        f"{statistics.median(ratios):.2f}x (rounds {ratios[0]:.2f}-{ratios[-1]:.2f}x; "
+        f"ratio of the bests {chain_rate / json_rate:.2f}x)"
+    )
     return 0
 
 

@@ -129,8 +129,9 @@ def batch(args: argparse.Namespace) -> int:
     from pipeline import localstack
 
     with tempfile.TemporaryDirectory(prefix="opentrack-soak-backfill-", dir=args.tmp) as scratch:
-        with localstack.running(Path(scratch) / "stack",
-                                install_dir=localstack.default_state_dir()) as stack:
+        with localstack.running(
+            Path(scratch) / "stack", install_dir=localstack.default_state_dir()
+        ) as stack:
             return _sizes(args, stack)
 
 
@@ -147,19 +148,34 @@ def _sizes(args: argparse.Namespace, stack) -> int:  # noqa: ANN001, C901 - Loca
             began = time.perf_counter()
             write_corpus(corpus, events)
             size_mb = corpus.stat().st_size / 1e6
-            print(f"[{events:,} events] corpus {size_mb:,.0f} MB written in "
-                  f"{time.perf_counter() - began:.1f} s; running the pipeline...", flush=True)
+            print(
+                f"[{events:,} events] corpus {size_mb:,.0f} MB written in "
+                f"{time.perf_counter() - began:.1f} s; running the pipeline...",
+                flush=True,
+            )
             output_dir = scratch_path / "out"
             source = SOURCE if stack is None else f"{SOURCE} {events}"
-            argv = [sys.executable, "-m", "pipeline.commands.cli", "run", "--input", str(corpus),
-                    "--source_name", source, *args.pipeline_arg]
+            argv = [
+                sys.executable,
+                "-m",
+                "pipeline.commands.cli",
+                "run",
+                "--input",
+                str(corpus),
+                "--source_name",
+                source,
+                *args.pipeline_arg,
+            ]
             if stack is None:
                 argv += ["--output_dir", str(output_dir)]
             else:
-                argv += [f"--bigquery_project={stack.project}",
-                         f"--bigquery_endpoint={stack.bigquery_endpoint}",
-                         "--write_mode=insert_missing_by_id", "--write_method=FILE_LOADS",
-                         f"--temp_location={scratch_path}"]
+                argv += [
+                    f"--bigquery_project={stack.project}",
+                    f"--bigquery_endpoint={stack.bigquery_endpoint}",
+                    "--write_mode=insert_missing_by_id",
+                    "--write_method=FILE_LOADS",
+                    f"--temp_location={scratch_path}",
+                ]
             log = scratch_path / "run.log"
             code, seconds, peak_mb = _run_child(argv, log)
             if code != 0:
@@ -174,21 +190,29 @@ def _sizes(args: argparse.Namespace, stack) -> int:  # noqa: ANN001, C901 - Loca
                 client = make_client(stack.project, stack.bigquery_endpoint)
                 rows = event_rows = _distinct_events(client, dataset_name(source))
                 dead = _dead_letters(client, dataset_name(source))
-            print(f"[{events:,} events] {seconds:.1f} s, {events / seconds:,.0f} events/s, "
-                  f"peak RSS {peak_mb:,.0f} MB, rows {rows:,} (event-table rows {event_rows:,}"
-                  f"{'' if event_rows == events else ' != events!'}), dead letters {dead:,}",
-                  flush=True)
+            print(
+                f"[{events:,} events] {seconds:.1f} s, {events / seconds:,.0f} events/s, "
+                f"peak RSS {peak_mb:,.0f} MB, rows {rows:,} (event-table rows {event_rows:,}"
+                f"{'' if event_rows == events else ' != events!'}), dead letters {dead:,}",
+                flush=True,
+            )
             results.append((events, seconds, peak_mb, rows, event_rows, dead))
     print()
-    print(f"{'events':>10} {'seconds':>9} {'events/s':>9} {'peak RSS MB':>12} "
-          f"{'rows':>10} {'dead letters':>12}")
+    print(
+        f"{'events':>10} {'seconds':>9} {'events/s':>9} {'peak RSS MB':>12} "
+        f"{'rows':>10} {'dead letters':>12}"
+    )
     for events, seconds, peak_mb, rows, _event_rows, dead in results:
-        print(f"{events:>10,} {seconds:>9.1f} {events / seconds:>9,.0f} {peak_mb:>12,.0f} "
-              f"{rows:>10,} {dead:>12,}")
+        print(
+            f"{events:>10,} {seconds:>9.1f} {events / seconds:>9,.0f} {peak_mb:>12,.0f} "
+            f"{rows:>10,} {dead:>12,}"
+        )
     if len(results) >= 2:
         (small, _, small_peak, *_), (large, _, large_peak, *_) = results[0], results[-1]
-        print(f"peak RSS ratio {large:,}/{small:,} events: {large_peak / small_peak:.2f}x "
-              f"(input ratio {large / small:.0f}x)")
+        print(
+            f"peak RSS ratio {large:,}/{small:,} events: {large_peak / small_peak:.2f}x "
+            f"(input ratio {large / small:.0f}x)"
+        )
     print(f"peak RSS measured with {'GNU time %M' if GNU_TIME else 'getrusage(RUSAGE_CHILDREN)'}")
     return 0
 
@@ -268,8 +292,9 @@ def streaming(args: argparse.Namespace) -> int:
     samples: list[tuple[float, float | None, int, int, int]] = []
     with tempfile.TemporaryDirectory(prefix="opentrack-soak-stream-", dir=args.tmp) as scratch:
         scratch_path = Path(scratch)
-        with localstack.running(scratch_path / "stack",
-                                install_dir=localstack.default_state_dir()) as stack:
+        with localstack.running(
+            scratch_path / "stack", install_dir=localstack.default_state_dir()
+        ) as stack:
             env = dict(os.environ, **localstack.environment(stack))
             os.environ.update(localstack.environment(stack))
             publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
@@ -279,17 +304,31 @@ def streaming(args: argparse.Namespace) -> int:
             subscriber.create_subscription(name=subscription, topic=topic)
             client = make_client(stack.project, stack.bigquery_endpoint)
             log = scratch_path / "pipeline.log"
-            argv = [sys.executable, "-m", "pipeline.commands.cli", "run", "--streaming",
-                    f"--subscription={subscription}", f"--bigquery_project={stack.project}",
-                    f"--bigquery_endpoint={stack.bigquery_endpoint}", f"--source_name={SOURCE}",
-                    f"--bigquery_storage_endpoint={stack.bigquery_grpc_endpoint}",
-                    *args.pipeline_arg]
+            argv = [
+                sys.executable,
+                "-m",
+                "pipeline.commands.cli",
+                "run",
+                "--streaming",
+                f"--subscription={subscription}",
+                f"--bigquery_project={stack.project}",
+                f"--bigquery_endpoint={stack.bigquery_endpoint}",
+                f"--source_name={SOURCE}",
+                f"--bigquery_storage_endpoint={stack.bigquery_grpc_endpoint}",
+                *args.pipeline_arg,
+            ]
             with log.open("wb") as out:
                 child = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
-            print(f"streaming soak: {args.rate} events/s for {args.minutes} min, sample every "
-                  f"{args.sample:.0f} s; pipeline pid {child.pid}", flush=True)
-            print(f"{'t (s)':>7} {'RSS MB':>8} {'published':>10} {'loaded':>8} {'lag':>7} "
-                  f"{'rows':>8}", flush=True)
+            print(
+                f"streaming soak: {args.rate} events/s for {args.minutes} min, sample every "
+                f"{args.sample:.0f} s; pipeline pid {child.pid}",
+                flush=True,
+            )
+            print(
+                f"{'t (s)':>7} {'RSS MB':>8} {'published':>10} {'loaded':>8} {'lag':>7} "
+                f"{'rows':>8}",
+                flush=True,
+            )
             published = 0
             pending = []
             buffer: list[bytes] = []
@@ -323,9 +362,12 @@ def streaming(args: argparse.Namespace) -> int:
                         loaded, rows = _loaded_events(client)
                         rss = _rss_mb(child.pid)
                         samples.append((elapsed, rss, published, loaded, rows))
-                        print(f"{elapsed:>7.0f} {rss if rss is not None else float('nan'):>8.0f} "
-                              f"{published:>10,} {loaded:>8,} {published - loaded:>7,} "
-                              f"{rows:>8,}", flush=True)
+                        print(
+                            f"{elapsed:>7.0f} {rss if rss is not None else float('nan'):>8.0f} "
+                            f"{published:>10,} {loaded:>8,} {published - loaded:>7,} "
+                            f"{rows:>8,}",
+                            flush=True,
+                        )
                         next_sample += args.sample
                     time.sleep(min(0.05, 1 / max(args.rate, 1)))
                 for future in pending:
@@ -348,20 +390,31 @@ def streaming(args: argparse.Namespace) -> int:
     if samples:
         first_rss, last_rss = samples[0][1], samples[-1][1]
         lags = [p - loaded for _, _, p, loaded, _ in samples]
-        print(f"  RSS first sample {first_rss or 0:,.0f} MB, last sample {last_rss or 0:,.0f} MB, "
-              f"after publishing/draining {final_rss or 0:,.0f} MB, "
-              f"max {max((s[1] or 0) for s in samples):,.0f} MB")
-        print(f"  lag (published - loaded events): max {max(lags):,}, "
-              f"samples {', '.join(str(x) for x in lags)}")
+        print(
+            f"  RSS first sample {first_rss or 0:,.0f} MB, last sample {last_rss or 0:,.0f} MB, "
+            f"after publishing/draining {final_rss or 0:,.0f} MB, "
+            f"max {max((s[1] or 0) for s in samples):,.0f} MB"
+        )
+        print(
+            f"  lag (published - loaded events): max {max(lags):,}, "
+            f"samples {', '.join(str(x) for x in lags)}"
+        )
         half = len(lags) // 2
         if half:
             early, late = sum(lags[:half]) / half, sum(lags[half:]) / (len(lags) - half)
-            trend = ("growing" if late > early * 1.25 + 5 else
-                     "shrinking" if late < early * 0.8 - 5 else "flat")
+            trend = (
+                "growing"
+                if late > early * 1.25 + 5
+                else "shrinking"
+                if late < early * 0.8 - 5
+                else "flat"
+            )
             print(f"  lag trend: mean first half {early:,.1f}, second half {late:,.1f}: {trend}")
-    print(f"  published {published:,} events; loaded {loaded:,} events ({rows:,} rows) "
-          f"{drain_seconds:.0f} s after publishing stopped"
-          f"{'' if loaded >= published else ' (drain timed out)'}")
+    print(
+        f"  published {published:,} events; loaded {loaded:,} events ({rows:,} rows) "
+        f"{drain_seconds:.0f} s after publishing stopped"
+        f"{'' if loaded >= published else ' (drain timed out)'}"
+    )
     return 0
 
 
@@ -369,23 +422,37 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tmp", default=None, help="directory for temporary files")
     modes = parser.add_subparsers(dest="mode", required=True)
-    for mode, text in (("batch", "batch RSS and throughput across input sizes (file sink)"),
-                       ("backfill", "the same as a backfill into the local BigQuery emulator")):
+    for mode, text in (
+        ("batch", "batch RSS and throughput across input sizes (file sink)"),
+        ("backfill", "the same as a backfill into the local BigQuery emulator"),
+    ):
         b = modes.add_parser(mode, help=text)
         b.add_argument("--events", default="100000,1000000", help="comma-separated sizes")
         b.add_argument("--keep_logs", default=None, help="copy a failed run's log here")
-        b.add_argument("--pipeline_arg", action="append", default=[],
-                       help="extra option for the pipeline, e.g. --pipeline_arg=--local_slice_mb=0")
+        b.add_argument(
+            "--pipeline_arg",
+            action="append",
+            default=[],
+            help="extra option for the pipeline, e.g. --pipeline_arg=--local_slice_mb=0",
+        )
     s = modes.add_parser("streaming", help="streaming RSS and lag over a steady publish")
     s.add_argument("--minutes", type=float, default=30)
     s.add_argument("--rate", type=float, default=50, help="events per second")
     s.add_argument("--sample", type=float, default=30, help="seconds between samples")
-    s.add_argument("--drain", type=float, default=120,
-                   help="seconds to wait for the lag to clear after publishing stops")
+    s.add_argument(
+        "--drain",
+        type=float,
+        default=120,
+        help="seconds to wait for the lag to clear after publishing stops",
+    )
     s.add_argument("--stop_timeout", type=float, default=60)
     s.add_argument("--show_log", action="store_true")
-    s.add_argument("--pipeline_arg", action="append", default=[],
-                   help="extra option for the pipeline, e.g. --pipeline_arg=--dedup_window_seconds=300")
+    s.add_argument(
+        "--pipeline_arg",
+        action="append",
+        default=[],
+        help="extra option for the pipeline, e.g. --pipeline_arg=--dedup_window_seconds=300",
+    )
     args = parser.parse_args(argv)
     return streaming(args) if args.mode == "streaming" else batch(args)
 

@@ -17,7 +17,7 @@ import os
 import tempfile
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from google.api_core.exceptions import NotFound
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     config = ModelConfig(sources=SourceConfig(default_source=SOURCE))
     expected: Counter[str] = Counter()
     for line in lines:
-        for item in process_payload(RawMessage(line), datetime.now(timezone.utc), "x", config):
+        for item in process_payload(RawMessage(line), datetime.now(UTC), "x", config):
             if not isinstance(item, DeadLetter) and item.table != "users":
                 expected[item.table] += 1
     with tempfile.TemporaryDirectory(prefix="opentrack-stream-bench-") as scratch:
@@ -91,13 +91,19 @@ def main(argv: list[str] | None = None) -> int:
     rows = sum(expected.values())
     print(f"events: {args.events} published before start, {rows} rows expected")
     if complete:
-        print(f"all rows queryable after {seconds:.1f} s: {args.events / seconds:,.1f} events/s "
-              f"({rows / seconds:,.1f} rows/s)")
+        print(
+            f"all rows queryable after {seconds:.1f} s: {args.events / seconds:,.1f} events/s "
+            f"({rows / seconds:,.1f} rows/s)"
+        )
     else:
-        print(f"TIMED OUT after {seconds:.1f} s with {done} of {rows} rows queryable: "
-              f"{done / seconds:,.1f} rows/s")
-    print("schema updates per table (changes after creation): "
-          + ", ".join(f"{t}={v - 1}" for t, v in sorted(versions.items())))
+        print(
+            f"TIMED OUT after {seconds:.1f} s with {done} of {rows} rows queryable: "
+            f"{done / seconds:,.1f} rows/s"
+        )
+    print(
+        "schema updates per table (changes after creation): "
+        + ", ".join(f"{t}={v - 1}" for t, v in sorted(versions.items()))
+    )
     return 0
 
 

@@ -25,9 +25,9 @@ from apache_beam.options.pipeline_options import (
     WorkerOptions,
 )
 
+from pipeline.commands.run import pipeline_options
 from pipeline.graphs.batch import build_graph
 from pipeline.graphs.options import OpenTrackOptions
-from pipeline.commands.run import pipeline_options
 from pipeline.graphs.streaming import build_streaming_graph
 
 TEMPLATE_RUNNER = "DataflowRunner"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,7 @@ from pipeline.commands.run import LOCAL_BATCH_RUNNER
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_EVENTS = REPO / "pipeline" / "samples" / "events.jsonl"
-RECEIVED = datetime(2026, 11, 5, 12, 0, 0, tzinfo=timezone.utc)
+RECEIVED = datetime(2026, 11, 5, 12, 0, 0, tzinfo=UTC)
 
 
 def make_test_pipeline(*args: str) -> TestPipeline:

@@ -1,1 +1,1 @@
-"""The `opentrack` commands: parse, check, run and report; each module is one command or its helpers."""
+"""The `opentrack` commands: parse, check, run and report (one module per command or helper)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 ENV_PREFIX = "OPENTRACK_"
 _TRUE = ("1", "true", "yes")

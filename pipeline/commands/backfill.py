@@ -18,19 +18,29 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from datetime import date, timedelta
-from typing import Sequence
 
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.commands import segment_archive
-from pipeline.commands.arguments import OneLineParser, given, parser_flags, snake_flags, with_environment
-from pipeline.graphs.options import OptionError, checked_s3_endpoint, pipeline_flags
-from pipeline.graphs.options import refuse_unknown_arguments
+from pipeline.commands.arguments import (
+    OneLineParser,
+    given,
+    parser_flags,
+    snake_flags,
+    with_environment,
+)
 from pipeline.commands.preflight import PreflightError
 from pipeline.commands.run import preflight, report, run
 from pipeline.commands.run_help import help_parser
+from pipeline.graphs.options import (
+    OptionError,
+    checked_s3_endpoint,
+    pipeline_flags,
+    refuse_unknown_arguments,
+)
 
 MAX_DAYS = 366
 USAGE = (
@@ -58,22 +68,40 @@ def day_patterns(prefix: str, first: date, last: date) -> list[str]:
 def files_per_pattern(patterns: Sequence[str]) -> dict[str, int]:
     return {
         pattern: len(result.metadata_list)
-        for pattern, result in zip(patterns, FileSystems.match(list(patterns)))
+        for pattern, result in zip(patterns, FileSystems.match(list(patterns)), strict=True)
     }
 
 
 def _own_arguments(parser: argparse.ArgumentParser) -> None:
     days = parser.add_argument_group("backfill options")
-    days.add_argument("--from", dest="first", type=date.fromisoformat, required=True,
-                      metavar="YYYY-MM-DD", help="first day to load (UTC)")
-    days.add_argument("--to", dest="last", type=date.fromisoformat, required=True,
-                      metavar="YYYY-MM-DD", help="last day to load, included")
+    days.add_argument(
+        "--from",
+        dest="first",
+        type=date.fromisoformat,
+        required=True,
+        metavar="YYYY-MM-DD",
+        help="first day to load (UTC)",
+    )
+    days.add_argument(
+        "--to",
+        dest="last",
+        type=date.fromisoformat,
+        required=True,
+        metavar="YYYY-MM-DD",
+        help="last day to load, included",
+    )
     where = days.add_mutually_exclusive_group(required=True)
-    where.add_argument("--input_prefix", metavar="PREFIX",
-                       help="folder holding dt=YYYY-MM-DD/ folders (local, gs:// or s3://)")
-    where.add_argument("--segment_archive", metavar="ROOT/segment-logs[/SOURCE_ID]",
-                       help="Segment's archive (its S3 destination's layout; s3://, gs:// or "
-                       "local): the received days of every source, or of one")
+    where.add_argument(
+        "--input_prefix",
+        metavar="PREFIX",
+        help="folder holding dt=YYYY-MM-DD/ folders (local, gs:// or s3://)",
+    )
+    where.add_argument(
+        "--segment_archive",
+        metavar="ROOT/segment-logs[/SOURCE_ID]",
+        help="Segment's archive (its S3 destination's layout; s3://, gs:// or "
+        "local): the received days of every source, or of one",
+    )
     days.add_argument("--source_map", action="append", default=[], metavar="ID=NAME",
                       help="with --segment_archive: the source name a source id loads as "
                       "(repeatable; default: the id itself)")  # fmt: skip

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from pipeline.commands import backfill, local, preview, replay, run, schema
 from pipeline.commands.arguments import OneLineParser, parse_with_environment, snake_flags

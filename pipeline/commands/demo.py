@@ -30,7 +30,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="opentrack-demo-") as state_dir:
         with localstack.running(Path(state_dir), install_dir=install_dir) as stack:
             os.environ.update(localstack.environment(stack))
-            print(f"BigQuery emulator at {stack.bigquery_endpoint}, GCS at {stack.storage_endpoint}")
+            print(
+                f"BigQuery emulator at {stack.bigquery_endpoint}, GCS at {stack.storage_endpoint}"
+            )
             print(f"loading {SAMPLE_EVENTS.name} on the DirectRunner's FnApiRunner ...", flush=True)
             result = run(
                 [

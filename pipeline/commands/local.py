@@ -14,9 +14,9 @@ from pathlib import Path
 from pipeline.commands.arguments import OneLineParser, parse_with_environment
 from pipeline.localstack import (
     DEFAULT_PROJECT,
+    STATE_FILE,
     LocalStack,
     LocalStackError,
-    STATE_FILE,
     default_state_dir,
     environment,
     start,

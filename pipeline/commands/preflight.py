@@ -80,7 +80,7 @@ def check_input(patterns: str) -> None:
         results = FileSystems.match(names)
     except Exception as error:  # noqa: BLE001 - Beam raises BeamIOError for any scheme
         raise PreflightError(f"--input={patterns}: cannot be read ({first_line(error)})") from None
-    empty = [name for name, result in zip(names, results) if not result.metadata_list]
+    empty = [name for name, result in zip(names, results, strict=True) if not result.metadata_list]
     if empty:
         raise PreflightError(
             f"--input={empty[0]} matches no file: check the path (quote a pattern with *)"
@@ -104,7 +104,7 @@ def check_subscription(subscription: str, seconds: float = PROBE_SECONDS) -> Non
     except (api_exceptions.GoogleAPIError, ValueError) as error:
         raise PreflightError(
             f"--subscription={subscription}: Pub/Sub does not answer ({_kind(error)}); "
-            "for the local stack set PUBSUB_EMULATOR_HOST (eval \"$(opentrack local up)\")"
+            'for the local stack set PUBSUB_EMULATOR_HOST (eval "$(opentrack local up)")'
         ) from None
 
 
@@ -124,4 +124,3 @@ def _kind(error: BaseException) -> str:
     if isinstance(cause, (requests.exceptions.Timeout, api_exceptions.RetryError)):
         return f"no answer within {PROBE_SECONDS:.0f} s"
     return first_line(cause)
-

@@ -15,13 +15,13 @@ from typing import BinaryIO, TextIO
 
 import orjson
 
+from pipeline.warehouse.summary import RunSummary
+from transforms.beam.event_model import utc_now
 from transforms.model.chain import ModelConfig, RawMessage, process_payload
 from transforms.model.deadletter import DeadLetter
-from transforms.beam.event_model import utc_now
 from transforms.model.route import DEFAULT_SOURCE, DEFAULT_SOURCE_ATTRIBUTE, SourceConfig
 from transforms.model.timestamps import format_timestamp, parse_timestamp
 from transforms.model.validate import Limits
-from pipeline.warehouse.summary import RunSummary
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

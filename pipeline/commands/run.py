@@ -17,25 +17,31 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import apache_beam as beam
 import orjson
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import (
     GoogleCloudOptions,
     PipelineOptions,
     StandardOptions,
     TestOptions,
 )
-from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.runners.runner import PipelineResult, PipelineState
 from google.api_core.exceptions import GoogleAPIError
 
-from pipeline.graphs.batch import build_graph
-from pipeline.graphs.streaming import build_streaming_graph
 from pipeline.commands.arguments import snake_flags, with_environment
+from pipeline.commands.preflight import (
+    PreflightError,
+    check_bigquery,
+    check_input,
+    check_subscription,
+)
+from pipeline.commands.run_help import beam_help_text, help_text
+from pipeline.graphs.batch import build_graph
 from pipeline.graphs.options import (
     OpenTrackOptions,
     OptionError,
@@ -44,16 +50,15 @@ from pipeline.graphs.options import (
     refuse_unknown_arguments,
     warehouse_config,
 )
-from pipeline.commands.preflight import PreflightError, check_bigquery, check_input, check_subscription
-from pipeline.commands.run_help import beam_help_text, help_text
 from pipeline.graphs.slicing import estimated_bytes, input_paths, run_sliced
-from pipeline.warehouse.summary import RunSummary
+from pipeline.graphs.streaming import build_streaming_graph
 from pipeline.warehouse.client import make_client
 from pipeline.warehouse.report import warehouse_summary
+from pipeline.warehouse.summary import RunSummary
 from transforms.beam.file_sink import FILE_SUFFIX
+from transforms.beam.schema_sync import DATASETS_NAMESPACE
 from transforms.model.infer import infer
 from transforms.model.naming import DEAD_LETTER_TABLE
-from transforms.beam.schema_sync import DATASETS_NAMESPACE
 
 LOCAL_BATCH_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
 LOCAL_STREAMING_RUNNER = "BundleBasedDirectRunner"

@@ -4,7 +4,8 @@ Beam options a run usually needs; ``--help_beam`` lists all of Beam's."""
 from __future__ import annotations
 
 import argparse
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from apache_beam.options.pipeline_options import (
     GoogleCloudOptions,
@@ -77,12 +78,17 @@ class _Router:
 
 
 def help_parser(
-    prog: str = "opentrack run", usage: str = USAGE, description: str = DESCRIPTION,
+    prog: str = "opentrack run",
+    usage: str = USAGE,
+    description: str = DESCRIPTION,
     own: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> argparse.ArgumentParser:
     """The run's options, grouped; ``own`` adds a command's own flags first (backfill)."""
     parser = argparse.ArgumentParser(
-        prog=prog, usage=usage, description=description, epilog=EPILOG,
+        prog=prog,
+        usage=usage,
+        description=description,
+        epilog=EPILOG,
         formatter_class=DefaultsFormatter,
     )
     if own is not None:

@@ -105,7 +105,7 @@ def render_check(contract: Contract, project: str, drifts: Sequence[Drift]) -> s
         by_object.setdefault((drift.dataset, drift.table), []).append(drift)
     labels = [f"    {d}.{t}" if t else f"  {d}" for d, t in objects]
     width = max(len(label) for label in labels) + 2
-    for (dataset, table), label in zip(objects, labels):
+    for (dataset, table), label in zip(objects, labels, strict=True):
         found = by_object.get((dataset, table), [])
         if not found:
             lines.append(f"{label:<{width}}ok")

@@ -9,8 +9,8 @@ layout is read from ``s3://`` (Beam's S3 filesystem), ``gs://`` or a local folde
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date, datetime, timezone
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -19,7 +19,7 @@ ROOT_FOLDER = "segment-logs"
 
 def day_folder(day: date) -> str:
     """The received-day folder name: UTC midnight of ``day`` in unix milliseconds."""
-    midnight = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
     return str(int(midnight.timestamp()) * 1000)
 
 
@@ -55,7 +55,7 @@ def files_by_source(
     source = only or "*"
     patterns = [f"{root}/{source}/{day_folder(day)}/*.gz" for day in days]
     found: dict[str, dict[date, list[str]]] = defaultdict(dict)
-    for day, result in zip(days, FileSystems.match(patterns)):
+    for day, result in zip(days, FileSystems.match(patterns), strict=True):
         for metadata in result.metadata_list:
             source_id = metadata.path.split("/")[-3]  # <root>/<source id>/<day>/<file>
             found[source_id].setdefault(day, []).append(metadata.path)

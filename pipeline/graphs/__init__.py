@@ -1,1 +1,1 @@
-"""Graph assembly: the options and the batch and streaming graphs built from them (never run here)."""
+"""Graph assembly: the options, and the batch and streaming graphs built from them (never run)."""

@@ -11,7 +11,6 @@ from apache_beam.pvalue import AsDict, PCollection
 
 from pipeline.graphs.options import OpenTrackOptions, OptionError, model_config, warehouse_config
 from pipeline.warehouse.config import WarehouseConfig
-from transforms.model.deadletter import DEAD_LETTER_SCHEMA
 from transforms.beam.event_model import (
     DEAD_LETTERS,
     Clock,
@@ -22,8 +21,6 @@ from transforms.beam.event_model import (
 )
 from transforms.beam.file_sink import WriteJsonLines
 from transforms.beam.load_jobs import LoadRows
-from transforms.model.naming import DEAD_LETTER_TABLE
-from transforms.model.normalize import TableRow
 from transforms.beam.schema_sync import ApplySchemas, FitRows, UnionSchemas, table_schema_of
 from transforms.beam.write import (
     DeadLettersToRows,
@@ -34,6 +31,9 @@ from transforms.beam.write import (
     rejected_row_dead_letter,
     report_lost,
 )
+from transforms.model.deadletter import DEAD_LETTER_SCHEMA
+from transforms.model.naming import DEAD_LETTER_TABLE
+from transforms.model.normalize import TableRow
 
 ROWS = "rows"
 _LOG = logging.getLogger(__name__)

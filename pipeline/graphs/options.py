@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
-from typing import NoReturn, Sequence
+from collections.abc import Sequence
+from typing import NoReturn
 
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import (
@@ -21,8 +22,8 @@ from apache_beam.options.pipeline_options import (
 from pipeline.warehouse.client import checked_endpoint, is_emulator
 from pipeline.warehouse.config import WarehouseConfig
 from pipeline.warehouse.contracts import parse_contract
-from pipeline.warehouse.schema import MAX_COLUMNS
 from pipeline.warehouse.manager import TableSettings
+from pipeline.warehouse.schema import MAX_COLUMNS
 from transforms.model.chain import ModelConfig
 from transforms.model.normalize import STANDARD_COLUMNS
 from transforms.model.route import DEFAULT_SOURCE, DEFAULT_SOURCE_ATTRIBUTE, SourceConfig
@@ -340,9 +341,7 @@ def refuse_unknown_arguments(argv: Sequence[str]) -> None:
     first = unknown[0]
     close = difflib.get_close_matches(first.split("=", 1)[0], list(valid), n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
-    raise OptionError(
-        f"unknown argument {first}{hint}; `opentrack run --help` lists every option"
-    )
+    raise OptionError(f"unknown argument {first}{hint}; `opentrack run --help` lists every option")
 
 
 def pipeline_flags() -> dict[str, bool]:

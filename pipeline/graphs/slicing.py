@@ -47,9 +47,7 @@ def input_paths(patterns: str) -> list[tuple[str, int]]:
 
 def estimated_bytes(files: Sequence[tuple[str, int]]) -> int:
     """Upper estimate of the lines' bytes: compressed files count ``GZIP_EXPANSION`` times."""
-    return sum(
-        size * GZIP_EXPANSION if _compressed(path) else size for path, size in files
-    )
+    return sum(size * GZIP_EXPANSION if _compressed(path) else size for path, size in files)
 
 
 def _compressed(path: str) -> bool:

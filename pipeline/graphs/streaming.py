@@ -7,7 +7,8 @@ updated in place only when they are.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Tuple
+from collections.abc import Callable
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.io.gcp.pubsub import PubsubMessage, ReadFromPubSub
@@ -18,9 +19,13 @@ from apache_beam.transforms.periodicsequence import PeriodicImpulse
 
 from pipeline.graphs.options import OpenTrackOptions, OptionError, model_config, warehouse_config
 from pipeline.warehouse.config import WarehouseConfig
-from transforms.model.chain import RawMessage
-from transforms.beam.event_model import DEAD_LETTERS, Clock, EventsToRows, EventsToRowsResult, utc_now
-from transforms.model.normalize import TableRow
+from transforms.beam.event_model import (
+    DEAD_LETTERS,
+    Clock,
+    EventsToRows,
+    EventsToRowsResult,
+    utc_now,
+)
 from transforms.beam.streaming import (
     FENCED,
     MUTATE,
@@ -39,6 +44,8 @@ from transforms.beam.write import (
     rejected_row_dead_letter,
     report_lost,
 )
+from transforms.model.chain import RawMessage
+from transforms.model.normalize import TableRow
 
 ROWS = "rows"
 
@@ -76,7 +83,7 @@ class SyncSchemas(beam.PTransform):
         # Typed (table, row) outputs: their str keys get a deterministic key coder.
         route = beam.ParDo(RouteBySchema(self._warehouse), *side)
         routed = rows | "Route" >> route.with_output_types(
-            Any, **{MUTATE: Tuple[str, Any]}
+            Any, **{MUTATE: tuple[str, Any]}
         ).with_outputs(MUTATE, main=ROWS)
         changed = (
             routed[MUTATE]
@@ -86,7 +93,7 @@ class SyncSchemas(beam.PTransform):
             )
             | "ApplyChanges"
             >> beam.ParDo(ApplyChanges(self._warehouse, self._drain_seconds))
-            .with_output_types(Any, **{DEAD_LETTERS: Any, FENCED: Tuple[str, Any]})
+            .with_output_types(Any, **{DEAD_LETTERS: Any, FENCED: tuple[str, Any]})
             .with_outputs(DEAD_LETTERS, FENCED, main=ROWS)
         )
         released = changed[FENCED] | "HoldWhileFenced" >> beam.ParDo(
@@ -216,4 +223,3 @@ def build_streaming_graph(pipeline: beam.Pipeline, clock: Clock = utc_now) -> Ev
     )
     _ = lost | "ReportLostDeadLetters" >> beam.Map(report_lost)
     return model
-

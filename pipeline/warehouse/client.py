@@ -14,7 +14,8 @@ library's retry treats as transient and retries within ``RETRY``'s deadline.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlparse
 
 import google.auth

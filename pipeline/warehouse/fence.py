@@ -69,9 +69,7 @@ def mark(
     raise RuntimeError(f"{ref}: could not set the rewrite fence after {MAX_ATTEMPTS} attempts")
 
 
-def clear(
-    client: bigquery.Client, ref: str, sleep: Callable[[float], None] = time.sleep
-) -> None:
+def clear(client: bigquery.Client, ref: str, sleep: Callable[[float], None] = time.sleep) -> None:
     """Remove the mark (a label set to None is deleted by the API); re-read and try
     again when another worker changed the table in between (412)."""
     pauses = conflict_backoff()

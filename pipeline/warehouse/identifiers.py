@@ -26,7 +26,9 @@ _COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,299}$")
 
 # Beyond what snake_case can spell: the legacy meta-tables, for names from contracts.
 _RESERVED_TABLES = BIGQUERY_RESERVED_TABLES | {
-    "__tables__", "__tables_summary__", "__partitions_summary__"
+    "__tables__",
+    "__tables_summary__",
+    "__partitions_summary__",
 }
 
 

@@ -21,8 +21,9 @@ import hashlib
 import logging
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable, Sequence
+from typing import Any, BinaryIO
 
 from google.api_core import exceptions
 from google.cloud import bigquery

@@ -25,8 +25,8 @@ import logging
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Callable, Mapping
 
 from apache_beam.metrics import Metrics
 from google.api_core.exceptions import GoogleAPIError
@@ -285,7 +285,9 @@ class SchemaManager:
                             round(pause * 1000)
                         )
                         self._sleep(pause)
-            raise RuntimeError(f"{dataset}.{table}: schema still racing after {MAX_ATTEMPTS} attempts")
+            raise RuntimeError(
+                f"{dataset}.{table}: schema still racing after {MAX_ATTEMPTS} attempts"
+            )
 
     def _exact(self, dataset: str, table: str, plan: SchemaPlan) -> SchemaPlan:
         """``plan`` with each in-place INTEGER -> FLOAT of a column holding an integer
@@ -326,12 +328,16 @@ class SchemaManager:
             spec = bigquery.Dataset(f"{self._project}.{identifiers.dataset_id(dataset)}")
             spec.location = self._settings.location
             spec.labels = dict(self._settings.labels)
-            spec.description = f"Segment-compatible event tables of source {dataset}, managed by OpenTrack-Beam."
+            spec.description = (
+                f"Segment-compatible event tables of source {dataset}, managed by OpenTrack-Beam."
+            )
             self._count("create_dataset")
             self._client.create_dataset(spec, exists_ok=True, retry=RETRY)
             self._datasets.add(dataset)
 
-    def _apply(self, dataset: str, table: str, live: bigquery.Table | None, plan: SchemaPlan) -> None:
+    def _apply(
+        self, dataset: str, table: str, live: bigquery.Table | None, plan: SchemaPlan
+    ) -> None:
         key = f"{dataset}.{table}"
         if plan.create:
             self.ensure_dataset(dataset)
@@ -382,7 +388,12 @@ class SchemaManager:
         self._client.create_table(spec, retry=RETRY)
 
     def _rewrite(
-        self, dataset: str, table: str, live: bigquery.Table, columns: Mapping[str, str], version: int
+        self,
+        dataset: str,
+        table: str,
+        live: bigquery.Table,
+        columns: Mapping[str, str],
+        version: int,
     ) -> None:
         """Widen columns to STRING by rewriting the table in place, keeping its settings.
 
@@ -398,12 +409,12 @@ class SchemaManager:
         )
         clauses = []
         if live.time_partitioning and live.time_partitioning.field:
-            clauses.append(
-                f"PARTITION BY TIMESTAMP_TRUNC({identifiers.quoted_column(live.time_partitioning.field)}, DAY)"
-            )
+            column = identifiers.quoted_column(live.time_partitioning.field)
+            clauses.append(f"PARTITION BY TIMESTAMP_TRUNC({column}, DAY)")
         if live.clustering_fields:
             clauses.append(
-                "CLUSTER BY " + ", ".join(identifiers.quoted_column(c) for c in live.clustering_fields)
+                "CLUSTER BY "
+                + ", ".join(identifiers.quoted_column(c) for c in live.clustering_fields)
             )
         labels = {**(live.labels or {}), SCHEMA_VERSION_LABEL: str(version)}
         options = ", ".join(f'("{_label(k)}", "{_label(v)}")' for k, v in labels.items())

@@ -7,7 +7,8 @@ insert_missing_by_id``. The staging table is dropped whatever happens.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from google.cloud import bigquery
 

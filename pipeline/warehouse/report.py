@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from google.cloud import bigquery
 
-from pipeline.warehouse.summary import RunSummary, TableSummary
 from pipeline.warehouse import identifiers
 from pipeline.warehouse.schema import from_api
+from pipeline.warehouse.summary import RunSummary, TableSummary
 from transforms.model.naming import DEAD_LETTER_TABLE
 
 
@@ -19,8 +19,11 @@ def warehouse_summary(
     and, with ``columns``, one schema read per table."""
     summary = RunSummary(show_columns=columns)
     for dataset in datasets:
-        tables = [t.table_id for t in client.list_tables(identifiers.dataset_id(dataset))
-                  if t.table_type == "TABLE"]  # dedup views repeat their table
+        tables = [
+            t.table_id
+            for t in client.list_tables(identifiers.dataset_id(dataset))
+            if t.table_type == "TABLE"
+        ]  # dedup views repeat their table
         if not tables:
             continue
         counts, names = [], []

@@ -12,8 +12,9 @@ rewrite of the table; nothing is ever narrowed; at most 10,000 columns.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from google.cloud import bigquery
 

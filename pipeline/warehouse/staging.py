@@ -12,12 +12,12 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
-from typing import Any, Callable, Iterable, Mapping
-
-from apache_beam.metrics import Metrics
-from google.cloud import bigquery
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import orjson
+from apache_beam.metrics import Metrics
+from google.cloud import bigquery
 
 from pipeline.warehouse import identifiers, loads
 from pipeline.warehouse.client import RETRY

@@ -14,9 +14,10 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import urlparse
 
 import grpc
@@ -42,7 +43,7 @@ PROTO_TYPES = {
     "BOOL": _FIELD.TYPE_BOOL,
     "TIMESTAMP": _FIELD.TYPE_INT64,  # microseconds since the epoch
 }
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
 # Requests stay under this many bytes of rows: BigQuery takes 10 MB, the emulator 4 MiB.
 MAX_REQUEST_BYTES = 3_500_000
@@ -164,9 +165,7 @@ class AppendOutcome:
     requests: int
 
 
-def _answer(
-    client: BigQueryWriteClient, request: Any, timeout: float
-) -> types.AppendRowsResponse:
+def _answer(client: BigQueryWriteClient, request: Any, timeout: float) -> types.AppendRowsResponse:
     """One request on one bidi call, and its answer within ``timeout`` seconds; a call that
     ends without one (the connection dropped) is a lost answer, sent again by the caller."""
     for response in client.append_rows(iter([request]), timeout=timeout):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 
 from transforms.model.infer import INTEGER, WIDE_INTEGER, widen
 
@@ -55,7 +55,9 @@ class RunSummary:
         return "\n".join(lines)
 
 
-def summarize(rows: Iterable[tuple[str, str, Mapping[str, str]]], reasons: Iterable[str]) -> RunSummary:
+def summarize(
+    rows: Iterable[tuple[str, str, Mapping[str, str]]], reasons: Iterable[str]
+) -> RunSummary:
     summary = RunSummary()
     for dataset, table, schema in rows:
         summary.add_row(dataset, table, schema)

@@ -8,7 +8,8 @@ value; an older row (a backfill) only fills columns the user does not have yet.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from google.cloud import bigquery
 

@@ -46,8 +46,16 @@ LOAD_JOBS = r"/upload/bigquery/v2/projects/[^/]+/jobs|/jobs/opentrack_load_"
 LOAD_JOB_INSERTS = r"POST /upload/bigquery/v2/projects/[^/]+/jobs\?uploadType=multipart"
 
 _HOP_BY_HOP = {
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
-    "trailers", "transfer-encoding", "upgrade", "host", "content-length",
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
 }
 
 
@@ -103,7 +111,7 @@ def failed_job(body: bytes) -> dict:
     """The job resource of a job insert (the JSON part of a multipart upload), as BigQuery
     answers for a job it failed: DONE, with ``backendError``."""
     text = body.decode("utf-8", "replace")
-    resource, _ = json.JSONDecoder().raw_decode(text[text.index("{"):])
+    resource, _ = json.JSONDecoder().raw_decode(text[text.index("{") :])
     reference = resource["jobReference"]
     error = {"reason": "backendError", "message": "Backend error: job failed (injected)"}
     return {
@@ -165,7 +173,7 @@ class FaultProxy:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "FaultProxy":
+    def start(self) -> FaultProxy:
         proxy = self
 
         class Handler(_Handler):
@@ -174,7 +182,9 @@ class FaultProxy:
         server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         server.daemon_threads = True
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="fault-proxy", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, name="fault-proxy", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -187,7 +197,7 @@ class FaultProxy:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> "FaultProxy":
+    def __enter__(self) -> FaultProxy:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -262,7 +272,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             if self.command != "HEAD" and data:
                 self.wfile.write(data)
-        except (ConnectionError, socket.timeout, http.client.HTTPException):
+        except (TimeoutError, ConnectionError, http.client.HTTPException):
             with proxy._lock:
                 proxy.upstream_failures += 1
             self._reset()
@@ -280,9 +290,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _reset(self) -> None:
         """Close the socket without an answer (RST, not a graceful FIN)."""
         try:
-            self.connection.setsockopt(
-                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-            )
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         except OSError:
             pass
         self.close_connection = True

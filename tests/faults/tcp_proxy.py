@@ -34,7 +34,7 @@ class DroppingProxy:
     def endpoint(self) -> str:
         return f"127.0.0.1:{self._listener.getsockname()[1]}"
 
-    def __enter__(self) -> "DroppingProxy":
+    def __enter__(self) -> DroppingProxy:
         threading.Thread(target=self._accept, name="dropping-proxy", daemon=True).start()
         return self
 
@@ -59,9 +59,7 @@ class DroppingProxy:
                 target=self._pipe, args=(upstream, client, state, drop), daemon=True
             ).start()
 
-    def _pipe(
-        self, source: socket.socket, target: socket.socket, state: dict, drop: bool
-    ) -> None:
+    def _pipe(self, source: socket.socket, target: socket.socket, state: dict, drop: bool) -> None:
         relayed = 0
         try:
             while True:

@@ -16,16 +16,26 @@ from transforms.model.naming import DEAD_LETTER_TABLE, dataset_name
 
 def _track(n: int, day: str, **properties: object) -> bytes:
     return orjson.dumps(
-        {"type": "track", "event": "Order Completed", "userId": f"u{n % 3}",
-         "messageId": f"{day}-order-{n}", "timestamp": f"{day}T10:00:00Z",
-         "properties": {"amount": n, **properties}}
+        {
+            "type": "track",
+            "event": "Order Completed",
+            "userId": f"u{n % 3}",
+            "messageId": f"{day}-order-{n}",
+            "timestamp": f"{day}T10:00:00Z",
+            "properties": {"amount": n, **properties},
+        }
     )
 
 
 def _identify(n: int, day: str, plan: str) -> bytes:
     return orjson.dumps(
-        {"type": "identify", "userId": f"u{n}", "messageId": f"{day}-identify-{n}",
-         "timestamp": f"{day}T09:00:00Z", "traits": {"plan": plan}}
+        {
+            "type": "identify",
+            "userId": f"u{n}",
+            "messageId": f"{day}-identify-{n}",
+            "timestamp": f"{day}T09:00:00Z",
+            "traits": {"plan": plan},
+        }
     )
 
 
@@ -51,7 +61,8 @@ def test_backfill_twice_leaves_the_tables_as_one_run_did(
 ) -> None:
     bucket = gcs_client.create_bucket(f"archive-{uuid.uuid4().hex[:8]}")
     days = {
-        "2026-11-01": [_track(n, "2026-11-01") for n in range(6)] + [_identify(1, "2026-11-01", "free")],
+        "2026-11-01": [_track(n, "2026-11-01") for n in range(6)]
+        + [_identify(1, "2026-11-01", "free")],
         "2026-11-02": [_track(n, "2026-11-02", coupon="X") for n in range(4)]
         + [_track(0, "2026-11-02", coupon="X")]  # the same message twice in one day
         + [b"{broken", _identify(1, "2026-11-02", "pro")],
@@ -64,8 +75,12 @@ def test_backfill_twice_leaves_the_tables_as_one_run_did(
     source = f"Backfill {uuid.uuid4().hex[:6]}"
     dataset = dataset_name(source)
     argv = [
-        "--from", "2026-11-01", "--to", "2026-11-05",
-        "--input-prefix", f"gs://{bucket.name}/events/",
+        "--from",
+        "2026-11-01",
+        "--to",
+        "2026-11-05",
+        "--input-prefix",
+        f"gs://{bucket.name}/events/",
         f"--bigquery_project={local_stack.project}",
         f"--bigquery_endpoint={local_stack.bigquery_endpoint}",
         f"--source_name={source}",

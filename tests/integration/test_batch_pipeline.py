@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -62,12 +62,27 @@ def dead_letters_by_id(bq_client: bigquery.Client, dataset: str) -> dict[str, di
 
 
 DRIFT = [
-    {"type": "track", "event": "Plan Chosen", "userId": "d1", "messageId": "drift-1",
-     "properties": {"seats": 3, "level": 1}},
-    {"type": "track", "event": "Plan Chosen", "userId": "d2", "messageId": "drift-2",
-     "properties": {"seats": 2.5, "level": 2.5}},
-    {"type": "track", "event": "Plan Chosen", "userId": "d3", "messageId": "drift-3",
-     "properties": {"seats": "unlimited", "level": 4}},
+    {
+        "type": "track",
+        "event": "Plan Chosen",
+        "userId": "d1",
+        "messageId": "drift-1",
+        "properties": {"seats": 3, "level": 1},
+    },
+    {
+        "type": "track",
+        "event": "Plan Chosen",
+        "userId": "d2",
+        "messageId": "drift-2",
+        "properties": {"seats": 2.5, "level": 2.5},
+    },
+    {
+        "type": "track",
+        "event": "Plan Chosen",
+        "userId": "d3",
+        "messageId": "drift-3",
+        "properties": {"seats": "unlimited", "level": 4},
+    },
 ]
 BAD_LINES = [
     b"\xff\xfe not utf-8",
@@ -76,7 +91,8 @@ BAD_LINES = [
     b'{"type": "track", "userId": "u"}',
     b'{"type": "teleport", "userId": "u"}',
     b'{"type": "page", "anonymousId": "a", "timestamp": 12}',
-    b'{"batch": [{"type": "page", "anonymousId": "x", "messageId": "in-batch"}, {"type": "alias"}]}',
+    b'{"batch": [{"type": "page", "anonymousId": "x", "messageId": "in-batch"}, '
+    b'{"type": "alias"}]}',
 ]
 
 
@@ -92,7 +108,7 @@ def write_corpus(path: Path) -> list[bytes]:
 def expected_from_model(lines: list[bytes], source: str) -> tuple[Counter[str], int, int, int]:
     """Rows per table, dead letters and distinct users the pure event model makes of ``lines``."""
     config = ModelConfig(sources=SourceConfig(default_source=source))
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     per_table: Counter[str] = Counter()
     users: set[str] = set()
     dead = 0
@@ -130,7 +146,8 @@ def test_corpus_with_bad_lines_and_drift_loads_every_event_once(
 
     distinct = query(
         bq_client,
-        f"SELECT COUNT(DISTINCT id) AS ids, COUNT(*) AS n FROM `{bq_client.project}.{dataset}.tracks`",
+        "SELECT COUNT(DISTINCT id) AS ids, COUNT(*) AS n "
+        f"FROM `{bq_client.project}.{dataset}.tracks`",
     )[0]
     assert distinct["ids"] == distinct["n"], "a track event was loaded twice"
 
@@ -174,19 +191,44 @@ def test_users_merge_keeps_latest_traits_one_row_per_user(
 ) -> None:
     source = source_name("Users Merge")
     first = [
-        {"type": "identify", "userId": "u1", "messageId": "i1", "timestamp": "2026-11-01T10:00:00Z",
-         "traits": {"plan": "free", "logins": 1}},
-        {"type": "identify", "userId": "u1", "messageId": "i2", "timestamp": "2026-11-01T11:00:00Z",
-         "traits": {"plan": "starter"}},
-        {"type": "identify", "userId": "u2", "messageId": "i3", "timestamp": "2026-11-01T10:00:00Z",
-         "traits": {"plan": "free"}},
+        {
+            "type": "identify",
+            "userId": "u1",
+            "messageId": "i1",
+            "timestamp": "2026-11-01T10:00:00Z",
+            "traits": {"plan": "free", "logins": 1},
+        },
+        {
+            "type": "identify",
+            "userId": "u1",
+            "messageId": "i2",
+            "timestamp": "2026-11-01T11:00:00Z",
+            "traits": {"plan": "starter"},
+        },
+        {
+            "type": "identify",
+            "userId": "u2",
+            "messageId": "i3",
+            "timestamp": "2026-11-01T10:00:00Z",
+            "traits": {"plan": "free"},
+        },
         {"type": "identify", "anonymousId": "anon", "messageId": "i4", "traits": {"plan": "x"}},
     ]
     second = [
-        {"type": "identify", "userId": "u1", "messageId": "i5", "timestamp": "2026-11-02T10:00:00Z",
-         "traits": {"plan": "pro"}},
-        {"type": "identify", "userId": "u1", "messageId": "i6", "timestamp": "2026-10-01T10:00:00Z",
-         "traits": {"plan": "ancient", "company": "Acme"}},
+        {
+            "type": "identify",
+            "userId": "u1",
+            "messageId": "i5",
+            "timestamp": "2026-11-02T10:00:00Z",
+            "traits": {"plan": "pro"},
+        },
+        {
+            "type": "identify",
+            "userId": "u1",
+            "messageId": "i6",
+            "timestamp": "2026-10-01T10:00:00Z",
+            "traits": {"plan": "ancient", "company": "Acme"},
+        },
     ]
     for index, events in enumerate((first, second)):
         path = tmp_path / f"identify-{index}.jsonl"
@@ -213,9 +255,14 @@ def manual_dataset(bq_client: bigquery.Client) -> str:
     pages = {
         name: kind
         for name, kind in {
-            "id": "STRING", "anonymous_id": "STRING", "received_at": "TIMESTAMP",
-            "timestamp": "TIMESTAMP", "uuid_ts": "TIMESTAMP", "loaded_at": "TIMESTAMP",
-            "name": "STRING", "path": "STRING",
+            "id": "STRING",
+            "anonymous_id": "STRING",
+            "received_at": "TIMESTAMP",
+            "timestamp": "TIMESTAMP",
+            "uuid_ts": "TIMESTAMP",
+            "loaded_at": "TIMESTAMP",
+            "name": "STRING",
+            "path": "STRING",
         }.items()
     }
     create_tables(bq_client, dataset, {"pages": pages, DEAD_LETTER_TABLE: DEAD_LETTER_SCHEMA})
@@ -254,10 +301,20 @@ def test_manual_mode_changes_nothing_and_dead_letters_carry_bigquerys_error(
     reason: str,
 ) -> None:
     events = [
-        {"type": "page", "anonymousId": "a", "messageId": "fits", "name": "Home",
-         "properties": {"path": "/"}},
-        {"type": "page", "anonymousId": "a", "messageId": "new-column", "name": "Home",
-         "properties": {"path": "/", "title": "Home"}},
+        {
+            "type": "page",
+            "anonymousId": "a",
+            "messageId": "fits",
+            "name": "Home",
+            "properties": {"path": "/"},
+        },
+        {
+            "type": "page",
+            "anonymousId": "a",
+            "messageId": "new-column",
+            "name": "Home",
+            "properties": {"path": "/", "title": "Home"},
+        },
         {"type": "screen", "anonymousId": "a", "messageId": "no-table", "name": "Home"},
     ]
     path = tmp_path / "manual.jsonl"
@@ -272,7 +329,9 @@ def test_manual_mode_changes_nothing_and_dead_letters_carry_bigquerys_error(
     run_pipeline(local_stack, path, manual_dataset, *extra)
 
     assert {t.table_id for t in bq_client.list_tables(manual_dataset)} == tables_before
-    assert bq_client.get_table(f"{bq_client.project}.{manual_dataset}.pages").schema == schema_before
+    assert (
+        bq_client.get_table(f"{bq_client.project}.{manual_dataset}.pages").schema == schema_before
+    )
     loaded = query(bq_client, f"SELECT id FROM `{bq_client.project}.{manual_dataset}.pages`")
     assert loaded == [{"id": "fits"}]
     dead = dead_letters_by_id(bq_client, manual_dataset)
@@ -305,8 +364,13 @@ def test_a_table_past_its_column_limit_degrades_to_dead_letters_and_the_run_goes
 ) -> None:
     source = source_name("Column Limit")
     events = [
-        {"type": "track", "event": "Wide Event", "userId": "w", "messageId": f"wide-{n}",
-         "properties": {f"p{n}_{k}": k for k in range(3)}}
+        {
+            "type": "track",
+            "event": "Wide Event",
+            "userId": "w",
+            "messageId": f"wide-{n}",
+            "properties": {f"p{n}_{k}": k for k in range(3)},
+        }
         for n in range(10)
     ]
     path = tmp_path / "wide.jsonl"

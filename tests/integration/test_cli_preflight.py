@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.commands import cli
-
 from pipeline import localstack
+from pipeline.commands import cli
 
 EVENT = '{"type":"track","event":"E","userId":"u","messageId":"m1"}\n'
 

@@ -68,7 +68,11 @@ def write_corpus(path: Path, events: int = 200, seed: int = 41) -> list[bytes]:
 
 
 def run_through(  # noqa: ANN201
-    proxy: FaultProxy, stack, input_path: Path, source: str, *extra: str  # noqa: ANN001
+    proxy: FaultProxy,
+    stack,
+    input_path: Path,
+    source: str,
+    *extra: str,  # noqa: ANN001
 ):
     return run(
         [
@@ -87,7 +91,9 @@ def check_every_event_once(bq_client: bigquery.Client, lines: list[bytes], sourc
     dataset = source.lower().replace(" ", "_")
     project = bq_client.project
 
-    dead = query(bq_client, f"SELECT stage, reason, error FROM `{project}.{dataset}.{DEAD_LETTER_TABLE}`")
+    dead = query(
+        bq_client, f"SELECT stage, reason, error FROM `{project}.{dataset}.{DEAD_LETTER_TABLE}`"
+    )
     transient = [d for d in dead if d["reason"] in TRANSIENT_REASONS]
     assert not transient, (
         f"{len(transient)} transient fault(s) became dead letters, e.g. {transient[:3]}"
@@ -100,7 +106,8 @@ def check_every_event_once(bq_client: bigquery.Client, lines: list[bytes], sourc
             continue
         row = query(
             bq_client,
-            f"SELECT COUNT(DISTINCT id) AS ids, COUNT(*) AS n FROM `{project}.{dataset}.{table}_view`",
+            "SELECT COUNT(DISTINCT id) AS ids, COUNT(*) AS n "
+            f"FROM `{project}.{dataset}.{table}_view`",
         )[0]
         views[table] = row
     duplicated_in_views = {t: r for t, r in views.items() if r["ids"] != r["n"]}
@@ -112,9 +119,10 @@ def check_every_event_once(bq_client: bigquery.Client, lines: list[bytes], sourc
         _LOG.warning("duplicate rows in base tables (hidden by the views): %s", doubled)
 
     distinct = {t: r["ids"] for t, r in views.items()}
-    assert query(
-        bq_client, f"SELECT COUNT(DISTINCT id) AS n FROM `{project}.{dataset}.users`"
-    )[0]["n"] == distinct_users
+    assert (
+        query(bq_client, f"SELECT COUNT(DISTINCT id) AS n FROM `{project}.{dataset}.users`")[0]["n"]
+        == distinct_users
+    )
     assert counts["users"] == distinct_users, "users must hold one row per user id"
     expected_tables = {t: n for t, n in per_table.items() if t != "users"}
     assert distinct == expected_tables, "distinct ids per table differ from the event model's"
@@ -131,7 +139,13 @@ def report(proxy: FaultProxy) -> str:
 
 
 def run_faulted(
-    stack, bq_client, corpus, plan: FaultPlan, name: str, min_faults: int, *extra: str  # noqa: ANN001
+    stack,
+    bq_client,
+    corpus,
+    plan: FaultPlan,
+    name: str,
+    min_faults: int,
+    *extra: str,  # noqa: ANN001
 ) -> FaultProxy:
     """Run the batch pipeline through a proxy with ``plan``, then check every event once."""
     path, lines = corpus
@@ -139,7 +153,9 @@ def run_faulted(
     with FaultProxy(stack.bigquery_endpoint, plan) as proxy:
         result = run_through(proxy, stack, path, source, *extra)
     print(report(proxy), counters(result))
-    assert sum(proxy.faults.values()) >= min_faults, f"too few faults to mean anything: {report(proxy)}"
+    assert sum(proxy.faults.values()) >= min_faults, (
+        f"too few faults to mean anything: {report(proxy)}"
+    )
     check_every_event_once(bq_client, lines, source)
     return proxy
 
@@ -311,7 +327,10 @@ def test_streaming_through_faults_loads_every_message_once(
     pubsub_subscriber.create_subscription(name=subscription, topic=topic)
     messages = [(line, {"source": web}) for line in generate(40, seed=77)]
     messages += messages[:6]  # re-published: loaded once
-    messages += [(b"{broken", {"source": web}), (b'{"type": "track", "userId": "u"}', {"source": web})]
+    messages += [
+        (b"{broken", {"source": web}),
+        (b'{"type": "track", "userId": "u"}', {"source": web}),
+    ]
     plan = FaultPlan(
         seed=31,
         rates={"429": 0.03, "500": 0.03, "503": 0.02, "reset": 0.02, "lost": 0.03, "delay": 0.02},
@@ -346,10 +365,13 @@ def test_streaming_through_faults_loads_every_message_once(
             dataset = dataset_name(web)
 
             def all_loaded() -> bool:
-                return all(
-                    set(ids_in(bq_client, ds, f"{table}_view")) >= ids
-                    for (ds, table), ids in expected.items()
-                ) and len(ids_in(bq_client, dataset, DEAD_LETTER_TABLE)) >= expected_dead
+                return (
+                    all(
+                        set(ids_in(bq_client, ds, f"{table}_view")) >= ids
+                        for (ds, table), ids in expected.items()
+                    )
+                    and len(ids_in(bq_client, dataset, DEAD_LETTER_TABLE)) >= expected_dead
+                )
 
             wait_for(all_loaded, "every expected row through the faults", timeout=180)
             time.sleep(3)  # a late retry or duplicate would land by now

@@ -11,9 +11,9 @@ from google.cloud import bigquery
 from pipeline.warehouse.config import WarehouseConfig
 from pipeline.warehouse.manager import SchemaManager
 from tests.conftest import make_test_pipeline
-from transforms.model.normalize import TableRow
 from transforms.beam.sharding import shard_of
 from transforms.beam.write import InsertMissingById
+from transforms.model.normalize import TableRow
 
 SCHEMA = {"id": "STRING", "loaded_at": "TIMESTAMP", "n": "INTEGER"}
 SHARDS = 4

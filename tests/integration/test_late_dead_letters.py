@@ -71,7 +71,7 @@ def test_column_limit_dead_letters_hold_the_event_and_load_once_after_the_limit_
     dead = dead_letters(bq_client, dataset)
     assert {d["reason"] for d in dead} == {"column_limit"} and len(dead) == 3
     by_id = {d["message_id"]: d for d in dead}
-    for line, event in zip(lines, events):
+    for line, event in zip(lines, events, strict=True):
         if event["messageId"] in by_id:
             assert by_id[event["messageId"]]["payload"] == line.decode()  # the event as sent
 

@@ -134,7 +134,9 @@ def test_a_dead_letter_that_cannot_be_stored_fails_the_run(
 def test_loads_from_a_gcs_temp_location_and_deletes_its_files(
     local_stack, bq_client, gcs_client, tmp_path: Path
 ) -> None:
-    bucket = gcs_client.create_bucket(dataset_name(source_name("loads temp")).replace("_", "-")[:60])
+    bucket = gcs_client.create_bucket(
+        dataset_name(source_name("loads temp")).replace("_", "-")[:60]
+    )
     path = tmp_path / "pages.jsonl"
     path.write_bytes(b"\n".join(page(f"gcs-{n}", seats=n) for n in range(5)))
     source = source_name("Loads Gcs")

@@ -13,9 +13,8 @@ import pytest
 from google.api_core.exceptions import NotFound
 from google.cloud import bigquery, pubsub_v1, storage
 
-from pipeline.commands import local as local_cli
-
 from pipeline import localstack
+from pipeline.commands import local as local_cli
 
 
 def _unique(prefix: str) -> str:

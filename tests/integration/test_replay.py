@@ -11,8 +11,8 @@ import pytest
 from google.cloud import bigquery
 
 from pipeline.commands import replay
-from pipeline.localstack import LocalStack
 from pipeline.commands.run import run
+from pipeline.localstack import LocalStack
 from pipeline.warehouse.schema import to_api
 from transforms.model.deadletter import DEAD_LETTER_SCHEMA
 from transforms.model.naming import DEAD_LETTER_TABLE

@@ -95,7 +95,9 @@ def test_integer_widens_to_float_in_place_and_keeps_rows(bq_client) -> None:
     dataset = fresh_dataset()
     schema_manager = manager(bq_client, partition_expiration_days=7)
     schema_manager.ensure(dataset, "product_added", BASE)
-    insert(bq_client, dataset, "product_added", [{"id": "a", "amount": 10}, {"id": "b", "amount": 3}])
+    insert(
+        bq_client, dataset, "product_added", [{"id": "a", "amount": 10}, {"id": "b", "amount": 3}]
+    )
 
     result = schema_manager.ensure(dataset, "product_added", {**BASE, "amount": "FLOAT"})
 
@@ -160,8 +162,14 @@ def test_widening_to_string_rewrites_and_keeps_rows_and_table_settings(bq_client
         dataset,
         "video",
         [
-            {"id": "a", "amount": 10, "paid": True, "at": "2026-11-01T10:00:00.000000Z",
-             "timestamp": "2026-11-01T10:00:00.000000Z", "user_id": "u"},
+            {
+                "id": "a",
+                "amount": 10,
+                "paid": True,
+                "at": "2026-11-01T10:00:00.000000Z",
+                "timestamp": "2026-11-01T10:00:00.000000Z",
+                "user_id": "u",
+            },
             {"id": "b", "amount": 3, "paid": False, "timestamp": "2026-11-02T10:00:00.000000Z"},
         ],
     )
@@ -172,7 +180,9 @@ def test_widening_to_string_rewrites_and_keeps_rows_and_table_settings(bq_client
     )
 
     assert {c: result.schema[c] for c in ("amount", "paid", "at")} == {
-        "amount": "STRING", "paid": "STRING", "at": "STRING"
+        "amount": "STRING",
+        "paid": "STRING",
+        "at": "STRING",
     }
     after = bq_client.get_table(f"{bq_client.project}.{dataset}.video")
     assert {f.name: f.field_type for f in after.schema} == result.schema
@@ -221,7 +231,9 @@ def test_two_managers_racing_end_with_the_union_of_both_changes(bq_client) -> No
         bq_client.update_table(stale_copy, ["schema"])
 
     slept: list[float] = []
-    second = _StaleFirstRead(stale, bq_client, bq_client.project, TableSettings(), sleep=slept.append)
+    second = _StaleFirstRead(
+        stale, bq_client, bq_client.project, TableSettings(), sleep=slept.append
+    )
     result = second.ensure(dataset, "identifies", {**BASE, "plan": "STRING"})
 
     assert second.api_calls["conflict_retry"] == 1
@@ -273,7 +285,9 @@ def test_contract_retention_applies_at_creation_table_over_dataset_over_option(b
     schema_manager.ensure(other, "pages", BASE)
 
     def expiration(ds: str, table: str) -> int | None:
-        return bq_client.get_table(f"{bq_client.project}.{ds}.{table}").time_partitioning.expiration_ms
+        return bq_client.get_table(
+            f"{bq_client.project}.{ds}.{table}"
+        ).time_partitioning.expiration_ms
 
     assert expiration(dataset, "payments") == 2557 * 86_400_000  # the table's own
     assert expiration(dataset, "interactions") == 731 * 86_400_000  # its dataset's default

@@ -7,7 +7,7 @@ from __future__ import annotations
 import gzip
 import uuid
 from collections import Counter
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import boto3
 import orjson
@@ -29,9 +29,7 @@ def _iso(moment: datetime) -> str:
 
 def archived_call(source: str, day: date, n: int) -> dict:
     """A track call as Segment archives it: its own timestamp already skew-corrected."""
-    received = datetime(day.year, day.month, day.day, 9, tzinfo=timezone.utc) + timedelta(
-        minutes=n
-    )
+    received = datetime(day.year, day.month, day.day, 9, tzinfo=UTC) + timedelta(minutes=n)
     sent = received - CLOCK_BEHIND  # the device's clock when it sent
     original = sent - timedelta(seconds=2)  # the device's clock when the call happened
     corrected = received - (sent - original)
@@ -123,9 +121,7 @@ def test_an_s3_archive_loads_every_source_once_and_a_rerun_changes_nothing(
     assert sorted(map(str, loaded(bq_client, web) + loaded(bq_client, app))) == first
 
 
-def test_one_source_of_a_gcs_archive_loads_under_its_id(
-    local_stack, bq_client, gcs_client
-) -> None:
+def test_one_source_of_a_gcs_archive_loads_under_its_id(local_stack, bq_client, gcs_client) -> None:
     bucket = gcs_client.create_bucket(f"segment-{uuid.uuid4().hex[:8]}")
     for key, body in archive_files().items():
         bucket.blob(key).upload_from_string(body)

@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 import pytest
@@ -31,14 +31,24 @@ TIMEOUT_S = 90
 
 
 def _order(n: int, amount: object, source: str, **extra: object) -> tuple[bytes, dict]:
-    event = {"type": "track", "event": "Order Completed", "userId": f"u{n % 7}",
-             "messageId": f"order-{n}", "properties": {"amount": amount, **extra}}
+    event = {
+        "type": "track",
+        "event": "Order Completed",
+        "userId": f"u{n % 7}",
+        "messageId": f"order-{n}",
+        "properties": {"amount": amount, **extra},
+    }
     return orjson.dumps(event), {"source": source}
 
 
 def _identify(n: int, plan: str, source: str, at: str) -> tuple[bytes, dict]:
-    event = {"type": "identify", "userId": f"u{n}", "messageId": f"identify-{n}-{plan}",
-             "timestamp": at, "traits": {"plan": plan}}
+    event = {
+        "type": "identify",
+        "userId": f"u{n}",
+        "messageId": f"identify-{n}-{plan}",
+        "timestamp": at,
+        "traits": {"plan": plan},
+    }
     return orjson.dumps(event), {"source": source}
 
 
@@ -53,7 +63,7 @@ def expected_rows(
     """(dataset, table) -> ids the event model makes of ``messages`` (set: duplicates
     collapse), and the number of dead letters."""
     config = ModelConfig(sources=SourceConfig(default_source=default_source))
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     tables: dict[tuple[str, str], set[str]] = defaultdict(set)
     dead = 0
     for payload, attributes in messages:
@@ -130,9 +140,11 @@ def test_streaming_burst_loads_every_message_once_across_schema_changes(
         phase2 = [_order(n, n + 0.5, web, coupon="AUTUMN") for n in range(20, 30)]
         phase2 += phase1[:5]  # duplicates of messages already loaded
         phase2 += [_identify(n, "pro", web, "2026-11-02T10:00:00Z") for n in range(3)]
-        bad = [(b"{not json", {"source": web}),
-               (orjson.dumps({"type": "track", "event": "X", "messageId": "no-id"}), {"source": web}),
-               (orjson.dumps({"type": "page", "anonymousId": "z", "messageId": "nosrc"}), {})]
+        bad = [
+            (b"{not json", {"source": web}),
+            (orjson.dumps({"type": "track", "event": "X", "messageId": "no-id"}), {"source": web}),
+            (orjson.dumps({"type": "page", "anonymousId": "z", "messageId": "nosrc"}), {}),
+        ]
         publish(phase2 + bad)
         sent += phase2 + bad
         wait_for(lambda: len(ids_in(bq_client, web_ds, "order_completed")) == 30, "phase 2 orders")
@@ -140,7 +152,9 @@ def test_streaming_burst_loads_every_message_once_across_schema_changes(
         # Phase 3: number -> string while integers keep coming (a rewrite under load).
         strings = [_order(n, "free", web) for n in range(30, 40)]
         numbers = [_order(n, n, web) for n in range(40, 80)]
-        writer = threading.Thread(target=lambda: [publish([m]) or time.sleep(0.05) for m in numbers])
+        writer = threading.Thread(
+            target=lambda: [publish([m]) or time.sleep(0.05) for m in numbers]
+        )
         writer.start()
         time.sleep(0.5)
         publish(strings)

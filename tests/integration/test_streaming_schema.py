@@ -15,8 +15,8 @@ from apache_beam.transforms.window import TimestampedValue
 from pipeline.graphs.streaming import ROWS, SyncSchemas
 from pipeline.warehouse.config import WarehouseConfig
 from pipeline.warehouse.manager import SCHEMA_VERSION_LABEL, SchemaManager
-from transforms.model.normalize import TableRow
 from transforms.beam.streaming import MUTATE, ManagedTables, RouteBySchema
+from transforms.model.normalize import TableRow
 
 BASE = {"id": "STRING", "timestamp": "TIMESTAMP", "loaded_at": "TIMESTAMP"}
 
@@ -58,8 +58,12 @@ def test_a_burst_of_new_properties_is_applied_once_per_table(local_stack, bq_cli
         assert_that(
             fitted | beam.Map(lambda r: (r.table, r.row["id"], r.row.get("seats"))),
             equal_to(
-                [("signed_up", "s1", None), ("signed_up", "s2", 3.0),
-                 ("signed_up", "s3", 2.5), ("pages", "p1", None)]
+                [
+                    ("signed_up", "s1", None),
+                    ("signed_up", "s2", 3.0),
+                    ("signed_up", "s3", 2.5),
+                    ("pages", "p1", None),
+                ]
             ),
             label="rows",
         )
@@ -67,7 +71,10 @@ def test_a_burst_of_new_properties_is_applied_once_per_table(local_stack, bq_cli
 
     table = bq_client.get_table(f"{local_stack.project}.{dataset}.signed_up")
     assert {f.name: f.field_type for f in table.schema} == {
-        "id": "STRING", "plan": "STRING", "seats": "FLOAT", "trial": "BOOLEAN"
+        "id": "STRING",
+        "plan": "STRING",
+        "seats": "FLOAT",
+        "trial": "BOOLEAN",
     }
     assert table.labels[SCHEMA_VERSION_LABEL] == "1"  # one create with every column: no patch
 
@@ -75,7 +82,9 @@ def test_a_burst_of_new_properties_is_applied_once_per_table(local_stack, bq_cli
 def test_rows_known_to_the_side_input_go_straight_to_the_write(local_stack, bq_client) -> None:
     dataset = f"side_{uuid.uuid4().hex[:8]}"
     warehouse = WarehouseConfig(project=local_stack.project, endpoint=local_stack.bigquery_endpoint)
-    SchemaManager(bq_client, local_stack.project).ensure(dataset, "pages", {**BASE, "path": "STRING"})
+    SchemaManager(bq_client, local_stack.project).ensure(
+        dataset, "pages", {**BASE, "path": "STRING"}
+    )
     known = {(dataset, "pages"): {**BASE, "path": "STRING"}}
     rows = [_row(dataset, "pages", "p1", path="/"), _row(dataset, "pages", "p2", title="new")]
     stream = (
@@ -88,10 +97,15 @@ def test_rows_known_to_the_side_input_go_straight_to_the_write(local_stack, bq_c
         routed = (
             pipeline
             | stream
-            | beam.ParDo(RouteBySchema(warehouse), AsSingleton(side)).with_outputs(MUTATE, main=ROWS)
+            | beam.ParDo(RouteBySchema(warehouse), AsSingleton(side)).with_outputs(
+                MUTATE, main=ROWS
+            )
         )
-        assert_that(routed[ROWS] | "Direct" >> beam.Map(lambda r: r.row["id"]), equal_to(["p1"]),
-                    label="direct")
+        assert_that(
+            routed[ROWS] | "Direct" >> beam.Map(lambda r: r.row["id"]),
+            equal_to(["p1"]),
+            label="direct",
+        )
         assert_that(
             routed[MUTATE] | "Mutate" >> beam.Map(lambda kv: (kv[0], kv[1].row["id"])),
             equal_to([(f"{dataset}.pages", "p2")]),
@@ -113,7 +127,9 @@ def test_side_input_refresh_reads_every_managed_table_and_nothing_else(
     foreign = f"foreign_{uuid.uuid4().hex[:8]}"
     bq_client.create_dataset(foreign)
     bq_client.create_table(
-        bigquery.Table(f"{local_stack.project}.{foreign}.t", schema=[bigquery.SchemaField("x", "STRING")])
+        bigquery.Table(
+            f"{local_stack.project}.{foreign}.t", schema=[bigquery.SchemaField("x", "STRING")]
+        )
     )
     warehouse = WarehouseConfig(project=local_stack.project, endpoint=local_stack.bigquery_endpoint)
 
@@ -135,7 +151,9 @@ def test_side_input_refresh_reads_every_managed_table_and_nothing_else(
 # -- the shared rewrite fence --------------------------------------------------------
 
 
-def test_a_rewrite_mark_is_held_by_one_worker_until_cleared_or_lapsed(local_stack, bq_client) -> None:
+def test_a_rewrite_mark_is_held_by_one_worker_until_cleared_or_lapsed(
+    local_stack, bq_client
+) -> None:
     from pipeline.warehouse.fence import FENCE_LABEL
 
     dataset = f"fence_{uuid.uuid4().hex[:8]}"
@@ -157,10 +175,14 @@ def test_a_rewrite_mark_is_held_by_one_worker_until_cleared_or_lapsed(local_stac
     assert second.read_fence(dataset, "orders") is None
 
     first.mark_fence(dataset, "orders", 1_000)  # a mark whose worker died long ago
-    assert second.mark_fence(dataset, "orders", 4_000_000_000) is None, "a lapsed mark is taken over"
+    assert second.mark_fence(dataset, "orders", 4_000_000_000) is None, (
+        "a lapsed mark is taken over"
+    )
 
 
-def test_rows_of_a_table_marked_by_another_worker_are_held_not_written(local_stack, bq_client) -> None:
+def test_rows_of_a_table_marked_by_another_worker_are_held_not_written(
+    local_stack, bq_client
+) -> None:
     dataset = f"held_{uuid.uuid4().hex[:8]}"
     warehouse = WarehouseConfig(project=local_stack.project, endpoint=local_stack.bigquery_endpoint)
     other_worker = SchemaManager(bq_client, local_stack.project)
@@ -171,8 +193,11 @@ def test_rows_of_a_table_marked_by_another_worker_are_held_not_written(local_sta
         (dataset, "orders"): {**BASE, "amount": "INTEGER"},
         (dataset, "pages"): {**BASE, "path": "STRING"},
     }
-    rows = [_row(dataset, "orders", "o1", amount=1), _row(dataset, "orders", "o2", amount="x"),
-            _row(dataset, "pages", "p1", path="/")]
+    rows = [
+        _row(dataset, "orders", "o1", amount=1),
+        _row(dataset, "orders", "o2", amount="x"),
+        _row(dataset, "pages", "p1", path="/"),
+    ]
     stream = (
         test_stream.TestStream()
         .add_elements([TimestampedValue(row, 0) for row in rows])
@@ -205,10 +230,15 @@ def test_rows_of_a_table_in_a_marked_side_input_take_the_mutation_path(local_sta
         routed = (
             pipeline
             | beam.Create(rows)
-            | beam.ParDo(RouteBySchema(warehouse), AsSingleton(side)).with_outputs(MUTATE, main=ROWS)
+            | beam.ParDo(RouteBySchema(warehouse), AsSingleton(side)).with_outputs(
+                MUTATE, main=ROWS
+            )
         )
-        assert_that(routed[ROWS] | "Direct" >> beam.Map(lambda r: r.row["id"]), equal_to(["d1"]),
-                    label="direct")
+        assert_that(
+            routed[ROWS] | "Direct" >> beam.Map(lambda r: r.row["id"]),
+            equal_to(["d1"]),
+            label="direct",
+        )
         assert_that(
             routed[MUTATE] | "Mutate" >> beam.Map(lambda kv: (kv[0], kv[1].row["id"])),
             equal_to([(f"{dataset}.pages", "p1")]),

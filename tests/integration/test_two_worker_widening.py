@@ -33,8 +33,15 @@ def _order(n: int, source: str, text: str | None = None) -> bytes:
     properties: dict[str, object] = {column: n for column in COLUMNS}
     if text:
         properties[text] = f"text {n}"
-    return orjson.dumps({"type": "track", "event": "Order Completed", "userId": f"u{n % 5}",
-                         "messageId": f"order-{n}", "properties": properties})
+    return orjson.dumps(
+        {
+            "type": "track",
+            "event": "Order Completed",
+            "userId": f"u{n % 5}",
+            "messageId": f"order-{n}",
+            "properties": properties,
+        }
+    )
 
 
 def test_a_widening_by_one_process_loses_no_row_the_other_inserts(
@@ -50,14 +57,17 @@ def test_a_widening_by_one_process_loses_no_row_the_other_inserts(
 
     def publish(numbers: range, text: str | None = None) -> None:
         futures = [
-            pubsub_publisher.publish(topic, _order(n, source, text), source=source)
-            for n in numbers
+            pubsub_publisher.publish(topic, _order(n, source, text), source=source) for n in numbers
         ]
         for future in futures:
             future.result(timeout=30)
 
     command = [
-        sys.executable, "-m", "pipeline.commands.cli", "run", "--streaming",
+        sys.executable,
+        "-m",
+        "pipeline.commands.cli",
+        "run",
+        "--streaming",
         f"--subscription={subscription}",
         f"--bigquery_project={local_stack.project}",
         f"--bigquery_endpoint={local_stack.bigquery_endpoint}",
@@ -75,8 +85,10 @@ def test_a_widening_by_one_process_loses_no_row_the_other_inserts(
         publish(range(40))
         wait_for(lambda: len(ids_in(bq_client, dataset, TABLE)) == 40, "the first 40 orders")
         table = f"{local_stack.project}.{dataset}.{TABLE}"
-        bulk = [{"id": f"bulk-{n}", "event": "order_completed", **{c: n for c in COLUMNS}}
-                for n in range(PRELOADED)]
+        bulk = [
+            {"id": f"bulk-{n}", "event": "order_completed", **{c: n for c in COLUMNS}}
+            for n in range(PRELOADED)
+        ]
         assert not bq_client.insert_rows_json(table, bulk)
 
         # Integers keep coming to both workers while the columns meet strings one by one.
@@ -85,7 +97,7 @@ def test_a_widening_by_one_process_loses_no_row_the_other_inserts(
             target=lambda: [publish(range(n, n + 5)) or time.sleep(0.1) for n in numbers[::5]]
         )
         writer.start()
-        for column, first in zip(COLUMNS, (40, 45, 50)):
+        for column, first in zip(COLUMNS, (40, 45, 50), strict=True):
             time.sleep(2.0)
             publish(range(first, first + 5), text=column)
         writer.join()
@@ -93,13 +105,14 @@ def test_a_widening_by_one_process_loses_no_row_the_other_inserts(
         expected = {f"order-{n}" for n in [*range(55), *numbers]}
         # Generous: a rewrite holds the table's rows for TTL + drain, and a busy emulator
         # (late in a full suite) answers slowly; on an idle machine this takes ~40 s.
-        wait_for(lambda: set(ids_in(bq_client, dataset, TABLE)) >= expected, "every order",
-                 timeout=300)
+        wait_for(
+            lambda: set(ids_in(bq_client, dataset, TABLE)) >= expected, "every order", timeout=300
+        )
         time.sleep(3)  # a late duplicate would land by now
     finally:
         for worker in workers:
             worker.terminate()
-        for worker, log in zip(workers, logs):
+        for worker, log in zip(workers, logs, strict=True):
             worker.wait(timeout=30)
             log.close()
 
@@ -113,7 +126,7 @@ def test_a_widening_by_one_process_loses_no_row_the_other_inserts(
     rewrites = [text.count(b"fenced for a rewrite") for text in logs_text]
     holds = [text.count(b"holding its rows while a worker rewrites it") for text in logs_text]
     assert sum(rewrites) >= len(COLUMNS), "each column was widened by a fenced rewrite"
-    took_part = [r + h for r, h in zip(rewrites, holds)]
+    took_part = [r + h for r, h in zip(rewrites, holds, strict=True)]
     assert sum(holds) and all(took_part), (
         f"a process held rows while the other rewrote (rewrites {rewrites}, holds {holds})"
     )

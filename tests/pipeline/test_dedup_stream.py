@@ -11,8 +11,8 @@ from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import TimestampedValue
 
 from tests.conftest import RECEIVED
-from transforms.model.chain import RawMessage
 from transforms.beam.event_model import EventsToRows, FixedClock
+from transforms.model.chain import RawMessage
 
 
 def streaming_pipeline() -> test_pipeline.TestPipeline:

@@ -8,8 +8,8 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from bench.corpus import generate
 from tests.conftest import RECEIVED, make_test_pipeline
-from transforms.model.chain import ModelConfig, RawMessage
 from transforms.beam.event_model import EventsToRows, FixedClock
+from transforms.model.chain import ModelConfig, RawMessage
 from transforms.model.route import SourceConfig
 
 CLOCK = FixedClock(RECEIVED)
@@ -151,10 +151,6 @@ def test_every_input_event_is_rows_or_exactly_one_dead_letter() -> None:
         )
         loaded = per_id | "LoadedEvents" >> beam.combiners.Count.Globally()
         dead = result.dead_letters | "DeadLetterCount" >> beam.combiners.Count.Globally()
-        total = (
-            (loaded, dead)
-            | "Both" >> beam.Flatten()
-            | "Total" >> beam.CombineGlobally(sum)
-        )
+        total = (loaded, dead) | "Both" >> beam.Flatten() | "Total" >> beam.CombineGlobally(sum)
         assert_that(total, equal_to([input_events]), label="rows_plus_dead_letters")
         assert_that(dead, equal_to([expected_dead]), label="dead_letters")

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import apache_beam as beam
 from apache_beam.pvalue import AsDict
 from apache_beam.testing.util import assert_that, equal_to
 
 from tests.conftest import make_test_pipeline
-from transforms.model.chain import ModelConfig, RawMessage, process_payload
 from transforms.beam.event_model import DEAD_LETTERS
-from transforms.model.normalize import TableRow
 from transforms.beam.schema_sync import FitRows, UnionSchemas, table_schema_of
+from transforms.model.chain import ModelConfig, RawMessage, process_payload
+from transforms.model.normalize import TableRow
 
-RECEIVED = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
+RECEIVED = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 LOADED = "2024-05-01T12:00:05.000000Z"
 
 

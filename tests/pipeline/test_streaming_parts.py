@@ -44,14 +44,19 @@ def test_rows_are_held_until_the_delay_has_passed() -> None:
 def test_held_rows_come_back_after_the_delay_all_of_them_once() -> None:
     with streaming_pipeline() as pipeline:
         released = pipeline | _held(111) | beam.ParDo(HoldRows(10, now=clock_at_100))
-        assert_that(
-            released | beam.Map(lambda row: row["id"]), equal_to([0, 1, 2, "p"])
-        )
+        assert_that(released | beam.Map(lambda row: row["id"]), equal_to([0, 1, 2, "p"]))
 
 
 def test_no_such_field_is_transient_other_refusals_are_not() -> None:
-    not_visible = [{"index": 0, "errors": [{"reason": "invalid", "message": "no such field: coupon."}]}]
-    invalid = [{"index": 0, "errors": [{"reason": "invalid", "message": "Cannot convert value to integer"}]}]
+    not_visible = [
+        {"index": 0, "errors": [{"reason": "invalid", "message": "no such field: coupon."}]}
+    ]
+    invalid = [
+        {
+            "index": 0,
+            "errors": [{"reason": "invalid", "message": "Cannot convert value to integer"}],
+        }
+    ]
     missing_table = [{"message": "Not found: Table p:d.t", "reason": "notFound"}]
     assert schema_not_visible(not_visible)
     assert not schema_not_visible(invalid)

@@ -5,6 +5,7 @@ PYTHONPATH on sys.path), as ``tests/unit/test_dataflow_dry_run.py`` does:
     cd / && .venv/bin/python -I tests/unit/dataflow_worker_check.py PIPELINE.pb
 Prints one JSON object: counts, failures, top-level modules the unpickling imported.
 """
+
 import json
 import sys
 import time
@@ -27,8 +28,13 @@ checked, failures = [], []
 def attempt(kind, ident, fn):
     try:
         obj = fn()
-        checked.append((kind, ident, type(obj).__name__ if not isinstance(obj, tuple) else
-                        type(obj[0]).__name__))
+        checked.append(
+            (
+                kind,
+                ident,
+                type(obj).__name__ if not isinstance(obj, tuple) else type(obj[0]).__name__,
+            )
+        )
     except BaseException as e:  # noqa: BLE001 - report everything
         failures.append({"kind": kind, "id": ident, "error": f"{type(e).__name__}: {e}"})
 
@@ -40,10 +46,10 @@ def loads(payload):
 ctx = pipeline_context.PipelineContext(comps)
 for cid in comps.coders:
     attempt("coder", cid, lambda cid=cid: ctx.coders.get_by_id(cid))
-for wid, ws in comps.windowing_strategies.items():
+for wid in comps.windowing_strategies:
     attempt("windowing", wid, lambda wid=wid: ctx.windowing_strategies.get_by_id(wid))
 
-for tid, t in comps.transforms.items():
+for t in comps.transforms.values():
     urn, payload = t.spec.urn, t.spec.payload
     label = t.unique_name
     if urn == common_urns.primitives.PAR_DO.urn:
@@ -55,12 +61,14 @@ for tid, t in comps.transforms.items():
                 attempt("view_fn", f"{label}[{tag}]", loads(si.view_fn.payload))
             if si.window_mapping_fn.urn == python_urns.PICKLED_WINDOW_MAPPING_FN:
                 attempt("window_mapping_fn", f"{label}[{tag}]", loads(si.window_mapping_fn.payload))
-    elif urn in (common_urns.composites.COMBINE_PER_KEY.urn,
-                 common_urns.composites.COMBINE_GLOBALLY.urn,
-                 common_urns.combine_components.COMBINE_PER_KEY_PRECOMBINE.urn,
-                 common_urns.combine_components.COMBINE_PER_KEY_MERGE_ACCUMULATORS.urn,
-                 common_urns.combine_components.COMBINE_PER_KEY_EXTRACT_OUTPUTS.urn,
-                 common_urns.combine_components.COMBINE_GROUPED_VALUES.urn):
+    elif urn in (
+        common_urns.composites.COMBINE_PER_KEY.urn,
+        common_urns.composites.COMBINE_GLOBALLY.urn,
+        common_urns.combine_components.COMBINE_PER_KEY_PRECOMBINE.urn,
+        common_urns.combine_components.COMBINE_PER_KEY_MERGE_ACCUMULATORS.urn,
+        common_urns.combine_components.COMBINE_PER_KEY_EXTRACT_OUTPUTS.urn,
+        common_urns.combine_components.COMBINE_GROUPED_VALUES.urn,
+    ):
         p = pb.CombinePayload.FromString(payload)
         if p.combine_fn.urn in (python_urns.PICKLED_COMBINE_FN, python_urns.PACKED_COMBINE_FN):
             attempt("combine_fn", label, loads(p.combine_fn.payload))
@@ -79,13 +87,19 @@ new = sorted({m.split(".")[0] for m in set(sys.modules) - before} - set(sys.stdl
 kinds = {}
 for k, _, _ in checked:
     kinds[k] = kinds.get(k, 0) + 1
-print(json.dumps({
-    "sys_path": sys.path,
-    "checked": kinds,
-    "failures": failures,
-    "top_level_modules": new,
-    "pipeline_transforms_origin": {m: getattr(sys.modules.get(m), "__file__", None)
-                                   for m in ("pipeline", "transforms")},
-    "seconds": round(time.perf_counter() - t0, 2),
-}, indent=1))
+print(
+    json.dumps(
+        {
+            "sys_path": sys.path,
+            "checked": kinds,
+            "failures": failures,
+            "top_level_modules": new,
+            "pipeline_transforms_origin": {
+                m: getattr(sys.modules.get(m), "__file__", None) for m in ("pipeline", "transforms")
+            },
+            "seconds": round(time.perf_counter() - t0, 2),
+        },
+        indent=1,
+    )
+)
 sys.exit(1 if failures else 0)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import datetime, timezone
-from typing import Any, Mapping, NamedTuple
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -21,7 +22,6 @@ from transforms.model.deadletter import DeadLetter, Reason
 from transforms.model.normalize import TableRow
 from transforms.model.route import SourceConfig
 
-UTC = timezone.utc
 RECEIVED = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 R = "2024-05-01T12:00:00.000000Z"
 LOADED = "2024-05-01T12:00:05.000000Z"
@@ -41,7 +41,13 @@ def track(mid: str, **fields: Any) -> dict[str, Any]:
 
 
 def identify(mid: str, **fields: Any) -> dict[str, Any]:
-    return {"type": "identify", "messageId": mid, "userId": "u1", "traits": {"plan": "pro"}, **fields}
+    return {
+        "type": "identify",
+        "messageId": mid,
+        "userId": "u1",
+        "traits": {"plan": "pro"},
+        **fields,
+    }
 
 
 def page(mid: str, **fields: Any) -> dict[str, Any]:
@@ -120,10 +126,14 @@ class Line(NamedTuple):
 CORPUS: list[Line] = [
     # good single events, every call type
     Line("track", dumps(track("c-01", properties={"revenue": 9.5})), 1, 1, []),
-    Line("track-no-message-id", dumps(without(track("x", event="Logged In"), "messageId")), 1, 1, []),
+    Line(
+        "track-no-message-id", dumps(without(track("x", event="Logged In"), "messageId")), 1, 1, []
+    ),
     Line("track-capital-type", dumps(track("c-03", type="Track")), 1, 1, []),
     Line("identify", dumps(identify("c-04")), 1, 1, []),
-    Line("identify-anonymous", dumps(without(identify("c-05", anonymousId="a9"), "userId")), 1, 1, []),
+    Line(
+        "identify-anonymous", dumps(without(identify("c-05", anonymousId="a9"), "userId")), 1, 1, []
+    ),
     Line("page", dumps(page("c-06", properties={"path": "/"})), 1, 1, []),
     Line("screen", dumps(screen("c-07")), 1, 1, []),
     Line("group", dumps(group("c-08", traits={"name": "Acme"})), 1, 1, []),
@@ -140,7 +150,12 @@ CORPUS: list[Line] = [
     # batch envelopes
     Line(
         "batch-all-good",
-        dumps({"sentAt": "2024-05-01T11:00:00Z", "batch": [track("b1-1"), identify("b1-2"), page("b1-3")]}),
+        dumps(
+            {
+                "sentAt": "2024-05-01T11:00:00Z",
+                "batch": [track("b1-1"), identify("b1-2"), page("b1-3")],
+            }
+        ),
         3,
         3,
         [],
@@ -208,9 +223,7 @@ CORPUS: list[Line] = [
     Line("missing-type", dumps(without(track("c-t1"), "type")), 1, 0, [Reason.MISSING_TYPE]),
     Line("unknown-type", dumps(track("c-t2", type="purchase")), 1, 0, [Reason.UNKNOWN_TYPE]),
     Line("bad-message-id", dumps(track(123)), 1, 0, [Reason.INVALID_MESSAGE_ID]),
-    Line(
-        "no-identity", dumps(without(track("c-t4"), "userId")), 1, 0, [Reason.MISSING_IDENTITY]
-    ),
+    Line("no-identity", dumps(without(track("c-t4"), "userId")), 1, 0, [Reason.MISSING_IDENTITY]),
     Line("bad-identity", dumps(track("c-t5", userId=1.5)), 1, 0, [Reason.INVALID_IDENTITY]),
     Line("no-event", dumps(track("c-t6", event=" ")), 1, 0, [Reason.MISSING_EVENT]),
     Line("bad-properties", dumps(track("c-t7", properties=[1])), 1, 0, [Reason.INVALID_FIELD]),
@@ -229,7 +242,13 @@ CORPUS: list[Line] = [
         0,
         [Reason.MISSING_USER_ID],
     ),
-    Line("bad-timestamp", dumps(track("c-t11", timestamp="yesterday")), 1, 0, [Reason.INVALID_TIMESTAMP]),
+    Line(
+        "bad-timestamp",
+        dumps(track("c-t11", timestamp="yesterday")),
+        1,
+        0,
+        [Reason.INVALID_TIMESTAMP],
+    ),
     Line(
         "unusable-source",
         dumps(track("c-t12")),
@@ -397,14 +416,24 @@ ROUTED = SourceConfig(
             "production_site",
             id="attribute-wins-over-field",
         ),
-        pytest.param(ROUTED, None, {"source": "Mobile App"}, "mobile_app", id="field-wins-over-default"),
         pytest.param(
-            ROUTED, {"other": "X"}, {"source": "Mobile App"}, "mobile_app", id="other-attribute-ignored"
+            ROUTED, None, {"source": "Mobile App"}, "mobile_app", id="field-wins-over-default"
+        ),
+        pytest.param(
+            ROUTED,
+            {"other": "X"},
+            {"source": "Mobile App"},
+            "mobile_app",
+            id="other-attribute-ignored",
         ),
         pytest.param(ROUTED, None, None, "fallback_source", id="default-without-context"),
         pytest.param(ROUTED, {}, {"ip": "1.2.3.4"}, "fallback_source", id="default-without-field"),
         pytest.param(
-            SourceConfig(default_source="Fallback Source", source_attribute=None, source_field="context.source"),
+            SourceConfig(
+                default_source="Fallback Source",
+                source_attribute=None,
+                source_field="context.source",
+            ),
             {"source": "Production Site"},
             {"source": "Mobile App"},
             "mobile_app",
@@ -413,7 +442,9 @@ ROUTED = SourceConfig(
         pytest.param(
             SourceConfig(), None, {"source": "Mobile App"}, "opentrack", id="field-not-configured"
         ),
-        pytest.param(SourceConfig(), {"source": "Web Shop"}, None, "web_shop", id="default-attribute"),
+        pytest.param(
+            SourceConfig(), {"source": "Web Shop"}, None, "web_shop", id="default-attribute"
+        ),
     ],
 )
 def test_source_routing(

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.commands import backfill, cli, local as local_cli, replay, schema as schema_cli
+from pipeline.commands import backfill, cli, replay
+from pipeline.commands import local as local_cli
+from pipeline.commands import schema as schema_cli
 from pipeline.commands.arguments import env_name, snake_flags, with_environment
 from pipeline.graphs.options import OpenTrackOptions
 
@@ -149,9 +151,12 @@ def test_kebab_and_snake_spellings_parse_alike(capsys: pytest.CaptureFixture[str
     assert snake_flags(["--source-name=A-B", "--max-depth", "3", "-h", "--", "x-y"]) == [
         "--source_name=A-B", "--max_depth", "3", "-h", "--", "x-y",
     ]  # fmt: skip
-    assert backfill._parse(["--input-prefix", "p", "--from", "2026-01-01", "--to", "2026-01-02"])[
-        0
-    ].input_prefix == "p"
+    assert (
+        backfill._parse(["--input-prefix", "p", "--from", "2026-01-01", "--to", "2026-01-02"])[
+            0
+        ].input_prefix
+        == "p"
+    )
 
 
 def test_options_come_from_the_environment_and_the_command_line_wins() -> None:

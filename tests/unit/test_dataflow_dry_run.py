@@ -22,8 +22,8 @@ from apache_beam.portability import common_urns
 from apache_beam.portability.api import beam_runner_api_pb2 as pb
 from apache_beam.runners import pipeline_context
 
-from pipeline.graphs.batch import build_graph
 from pipeline.commands.run import pipeline_options
+from pipeline.graphs.batch import build_graph
 from pipeline.graphs.streaming import build_streaming_graph
 
 SAMPLE = str(Path(__file__).resolve().parents[2] / "pipeline" / "samples" / "events.jsonl")
@@ -93,8 +93,7 @@ def test_graph_builds_for_dataflow_offline(kind, tmp_path, caplog) -> None:
         and not (t.spec.urn == IDENTITY_OK and dict(t.inputs) == dict(t.outputs))
     ]
     assert unsupported == []
-    assert all(e.urn == common_urns.environments.DOCKER.urn
-               for e in comps.environments.values())
+    assert all(e.urn == common_urns.environments.DOCKER.urn for e in comps.environments.values())
 
     # Every stateful ParDo / GroupByKey keys on a deterministic coder.
     context = pipeline_context.PipelineContext(comps)
@@ -118,7 +117,10 @@ def test_graph_builds_for_dataflow_offline(kind, tmp_path, caplog) -> None:
     # Every payload unpickles in a fresh, isolated process outside the repository.
     done = subprocess.run(
         [sys.executable, "-I", str(WORKER_CHECK), str(path)],
-        cwd="/", capture_output=True, text=True, timeout=120,
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     report = json.loads(done.stdout)
     assert report["failures"] == [], report["failures"]

@@ -11,7 +11,12 @@ from pipeline.warehouse.client import checked_endpoint, make_client
 
 @pytest.mark.parametrize(
     "endpoint",
-    ["http://127.0.0.1:9050", "http://localhost:9050/", "http://[::1]:9050", "https://bq.example.com"],
+    [
+        "http://127.0.0.1:9050",
+        "http://localhost:9050/",
+        "http://[::1]:9050",
+        "https://bq.example.com",
+    ],
 )
 def test_https_and_loopback_http_endpoints_are_accepted(endpoint: str) -> None:
     assert checked_endpoint(endpoint) == endpoint

@@ -166,7 +166,9 @@ class Tbl(NamedTuple):
     absent: frozenset[str] = frozenset()
 
 
-def tbl(props: dict[str, tuple[str, Any]] | None = None, absent: tuple[str, ...] = (), **std: Any) -> Tbl:
+def tbl(
+    props: dict[str, tuple[str, Any]] | None = None, absent: tuple[str, ...] = (), **std: Any
+) -> Tbl:
     return Tbl(props, std, frozenset(absent))
 
 
@@ -189,7 +191,13 @@ def J(obj: Any) -> bytes:
 
 
 def trk(**fields: Any) -> dict[str, Any]:
-    return {"type": "track", "messageId": "m-1", "userId": "u1", "event": "Order Completed", **fields}
+    return {
+        "type": "track",
+        "messageId": "m-1",
+        "userId": "u1",
+        "event": "Order Completed",
+        **fields,
+    }
 
 
 def props(**kw: Any) -> bytes:
@@ -209,9 +217,14 @@ def raw_props(text: str) -> bytes:
     ).encode("utf-8", "surrogatepass")
 
 
-def track_rows(p: dict[str, tuple[str, Any]] | None, table: str = "order_completed", absent=(), **std: Any) -> dict[str, Tbl]:
+def track_rows(
+    p: dict[str, tuple[str, Any]] | None, table: str = "order_completed", absent=(), **std: Any
+) -> dict[str, Tbl]:
     """A track: its event table with ``p`` and ``tracks`` with no properties."""
-    return {table: tbl(p, absent, event=table, **std), "tracks": tbl({}, absent, event=table, **std)}
+    return {
+        table: tbl(p, absent, event=table, **std),
+        "tracks": tbl({}, absent, event=table, **std),
+    }
 
 
 def nest_obj(levels: int) -> str:
@@ -279,7 +292,12 @@ def _generated_id_stable(rows: list[TableRow], letters: list[DeadLetter]) -> Non
 
 CASES: list[Case] = [
     # ---- encoding and JSON syntax (README: invalid_encoding / invalid_json / not_an_object)
-    bad("utf8-invalid-byte", b'{"type":"track","event":"\xff"}', "invalid_encoding", check=_escaped_payload_check),
+    bad(
+        "utf8-invalid-byte",
+        b'{"type":"track","event":"\xff"}',
+        "invalid_encoding",
+        check=_escaped_payload_check,
+    ),
     bad("utf8-overlong-slash", b'{"type":"track","event":"\xc0\xaf"}', "invalid_encoding"),
     bad("utf8-truncated-sequence", b'{"type":"track","event":"\xe2\x82"}', "invalid_encoding"),
     bad("utf8-encoded-surrogate", b'{"type":"track","event":"\xed\xa0\x80"}', "invalid_encoding"),
@@ -287,8 +305,16 @@ CASES: list[Case] = [
     bad("lone-high-surrogate-value", raw_props('{"a":"\\ud800"}'), "invalid_json"),
     bad("lone-low-surrogate-value", raw_props('{"a":"x\\udc00y"}'), "invalid_json"),
     bad("lone-surrogate-key", raw_props('{"\\ud800":1}'), "invalid_json"),
-    bad("lone-surrogate-event-name", b'{"type":"track","messageId":"m-1","userId":"u1","event":"\\udbff"}', "invalid_json"),
-    ok("surrogate-pair-escape-is-fine", raw_props('{"smile":"\\ud83d\\ude00"}'), track_rows({"smile": S("\U0001F600")})),
+    bad(
+        "lone-surrogate-event-name",
+        b'{"type":"track","messageId":"m-1","userId":"u1","event":"\\udbff"}',
+        "invalid_json",
+    ),
+    ok(
+        "surrogate-pair-escape-is-fine",
+        raw_props('{"smile":"\\ud83d\\ude00"}'),
+        track_rows({"smile": S("\U0001f600")}),
+    ),
     bad("nan-literal", raw_props('{"x":NaN}'), "invalid_json"),
     bad("infinity-literal", raw_props('{"x":Infinity}'), "invalid_json"),
     bad("minus-infinity-literal", raw_props('{"x":-Infinity}'), "invalid_json"),
@@ -297,7 +323,11 @@ CASES: list[Case] = [
     bad("bom-at-start", b"\xef\xbb\xbf" + J(trk()), "invalid_json"),
     bad("trailing-garbage", J(trk()) + b"xyz", "invalid_json"),
     bad("two-objects-one-line", J(trk()) + J(trk(messageId="m-2")), "invalid_json"),
-    bad("trailing-comma", b'{"type":"track","messageId":"m-1","userId":"u1","event":"E",}', "invalid_json"),
+    bad(
+        "trailing-comma",
+        b'{"type":"track","messageId":"m-1","userId":"u1","event":"E",}',
+        "invalid_json",
+    ),
     bad("single-quotes", b"{'type':'track'}", "invalid_json"),
     bad("js-comment", b'{"type":"track"} // c', "invalid_json"),
     bad("empty-payload", b"", "invalid_json"),
@@ -312,18 +342,40 @@ CASES: list[Case] = [
     ok("int64-max-stays-integer", props(n=2**63 - 1), track_rows({"n": W(2**63 - 1)})),
     ok("int64-min-stays-integer", props(n=-(2**63)), track_rows({"n": W(-(2**63))})),
     ok("int-2pow53-plain-integer", props(n=2**53), track_rows({"n": I(2**53)})),
-    ok("int-2pow53-plus-1-marked-beyond-float64", props(n=2**53 + 1), track_rows({"n": W(2**53 + 1)})),
-    ok("int-4611686018427387905-keeps-digits", props(n=4611686018427387905), track_rows({"n": W(4611686018427387905)})),
+    ok(
+        "int-2pow53-plus-1-marked-beyond-float64",
+        props(n=2**53 + 1),
+        track_rows({"n": W(2**53 + 1)}),
+    ),
+    ok(
+        "int-4611686018427387905-keeps-digits",
+        props(n=4611686018427387905),
+        track_rows({"n": W(4611686018427387905)}),
+    ),
     # Past INT64 the parser still gives an int up to 2**64 - 1: its digits, as text.
-    ok("int-2pow63-becomes-its-digits", props(n=2**63), track_rows({"n": S("9223372036854775808")})),
-    ok("int-2pow64-minus-1-becomes-its-digits", props(n=2**64 - 1), track_rows({"n": S("18446744073709551615")})),
-    ok("int-below-int64-becomes-float", props(n=-(2**63) - 1), track_rows({"n": F(-9.223372036854775808e18)})),
+    ok(
+        "int-2pow63-becomes-its-digits", props(n=2**63), track_rows({"n": S("9223372036854775808")})
+    ),
+    ok(
+        "int-2pow64-minus-1-becomes-its-digits",
+        props(n=2**64 - 1),
+        track_rows({"n": S("18446744073709551615")}),
+    ),
+    ok(
+        "int-below-int64-becomes-float",
+        props(n=-(2**63) - 1),
+        track_rows({"n": F(-9.223372036854775808e18)}),
+    ),
     ok("int-10pow30-becomes-float", props(n=10**30), track_rows({"n": F(1e30)})),
     ok("float-0.1+0.2", props(x=0.1 + 0.2), track_rows({"x": F(0.30000000000000004)})),
     ok("float-1e308", props(x=1e308), track_rows({"x": F(1e308)})),
     ok("float-5e-324-subnormal", props(x=5e-324), track_rows({"x": F(5e-324)})),
     ok("float-underflow-to-zero", raw_props('{"x":1e-400}'), track_rows({"x": F(0.0)})),
-    ok("float-1.0-is-float", raw_props('{"x":1.0,"y":1E2}'), track_rows({"x": F(1.0), "y": F(100.0)})),
+    ok(
+        "float-1.0-is-float",
+        raw_props('{"x":1.0,"y":1E2}'),
+        track_rows({"x": F(1.0), "y": F(100.0)}),
+    ),
     ok("bool-is-not-integer", props(t=True, f=False), track_rows({"t": B(True), "f": B(False)})),
     ok("user-id-int-2pow63", J(trk(userId=2**63)), track_rows({}, user_id="9223372036854775808")),
     # Ids must be exact: integers beyond 64 bits reach the parser as doubles (digits lost),
@@ -331,7 +383,11 @@ CASES: list[Case] = [
     bad("user-id-int-10pow30", J(trk(userId=10**30)), "invalid_identity"),
     bad("user-id-int-below-int64", J(trk(userId=-(2**63) - 1)), "invalid_identity"),
     bad("user-id-int-2pow64", J(trk(userId=2**64)), "invalid_identity"),
-    ok("user-id-int-2pow64-minus-1", J(trk(userId=2**64 - 1)), track_rows({}, user_id=str(2**64 - 1))),
+    ok(
+        "user-id-int-2pow64-minus-1",
+        J(trk(userId=2**64 - 1)),
+        track_rows({}, user_id=str(2**64 - 1)),
+    ),
     bad("user-id-float", J(trk(userId=1.5)), "invalid_identity"),
     bad("user-id-bool", J(trk(userId=True)), "invalid_identity"),
     bad("user-id-object", J(trk(userId={"id": 1})), "invalid_identity"),
@@ -339,7 +395,12 @@ CASES: list[Case] = [
     bad("nesting-1000-objects", raw_props('{"a":' + nest_obj(1000) + "}"), "too_deep"),
     bad("nesting-1000-arrays", raw_props('{"a":' + nest_arr(1000) + "}"), "too_deep"),
     bad("nesting-2000-objects", raw_props('{"a":' + nest_obj(2000) + "}"), "too_deep"),
-    bad("line-10mb", b'{"type":"track","properties":{"pad":"' + b"x" * (10 * MB) + b'"}}', "payload_too_large", check=_ten_mb_check),
+    bad(
+        "line-10mb",
+        b'{"type":"track","properties":{"pad":"' + b"x" * (10 * MB) + b'"}}',
+        "payload_too_large",
+        check=_ten_mb_check,
+    ),
     bad("props-20000-default-limits", pd(PROPS_20K), "payload_too_large"),
     ok(
         "props-20000-raised-limit",
@@ -350,9 +411,21 @@ CASES: list[Case] = [
     bad("event-33kib", props(pad="x" * 33 * KIB), "payload_too_large"),
     # ---- property names (README "Names")
     ok("key-empty", pd({"": 1}), track_rows({f"_{h('')}": I(1)})),
-    ok("key-punctuation-only", pd({"!!!": "x", "-_-": "y"}), track_rows({f"_{h('!!!')}": S("x"), f"_{h('-_-')}": S("y")})),
-    ok("key-unicode-only", pd({"名前": "Ada", "🔥": 1}), track_rows({f"_{h('名前')}": S("Ada"), f"_{h('🔥')}": I(1)})),
-    ok("key-non-ascii-letters-dropped", pd({"café": 1, "naïve": 2}), track_rows({"caf": I(1), "na_ve": I(2)})),
+    ok(
+        "key-punctuation-only",
+        pd({"!!!": "x", "-_-": "y"}),
+        track_rows({f"_{h('!!!')}": S("x"), f"_{h('-_-')}": S("y")}),
+    ),
+    ok(
+        "key-unicode-only",
+        pd({"名前": "Ada", "🔥": 1}),
+        track_rows({f"_{h('名前')}": S("Ada"), f"_{h('🔥')}": I(1)}),
+    ),
+    ok(
+        "key-non-ascii-letters-dropped",
+        pd({"café": 1, "naïve": 2}),
+        track_rows({"caf": I(1), "na_ve": I(2)}),
+    ),
     ok("key-400-chars", pd({LONG_KEY: 1}), track_rows({"a" * 291 + "_" + h(LONG_KEY): I(1)})),
     ok("key-400-unicode-chars", pd({"é" * 400: 1}), track_rows({f"_{h('é' * 400)}": I(1)})),
     ok("key-leading-digit", pd({"3rd Party": 1}), track_rows({"_3rd_party": I(1)})),
@@ -366,9 +439,17 @@ CASES: list[Case] = [
         pd({"firstName": "a", "first_name": "b", "First Name": "c"}),
         track_rows({"first_name": S("a")}),
     ),
-    ok("keys-differ-in-case", pd({"Email": "a", "email": "b", "EMAIL": "c"}), track_rows({"email": S("a")})),
+    ok(
+        "keys-differ-in-case",
+        pd({"Email": "a", "email": "b", "EMAIL": "c"}),
+        track_rows({"email": S("a")}),
+    ),
     ok("key-dotted-vs-nested", pd({"a.b": 1, "a": {"b": 2}}), track_rows({"a_b": I(1)})),
-    ok("key-control-chars", pd({"a\u0000b": 1, "c\nd\te": 2}), track_rows({"a_b": I(1), "c_d_e": I(2)})),
+    ok(
+        "key-control-chars",
+        pd({"a\u0000b": 1, "c\nd\te": 2}),
+        track_rows({"a_b": I(1), "c_d_e": I(2)}),
+    ),
     ok("key-proto", pd({"__proto__": 1, "$set": 2}), track_rows({"proto": I(1), "set": I(2)})),
     ok("key-empty-nested", pd({"a": {"": 1}}), track_rows({f"a_{h('')}": I(1)})),
     ok(
@@ -397,16 +478,44 @@ CASES: list[Case] = [
     ok(
         "prop-nested-context-object",
         J(trk(context={"ip": "1.2.3.4"}, properties={"context": {"ip": "6.6.6.6", "os": "x"}})),
-        track_rows({"properties_context_ip": S("6.6.6.6"), "properties_context_os": S("x")}, context_ip="1.2.3.4", absent=("context_os",)),
+        track_rows(
+            {"properties_context_ip": S("6.6.6.6"), "properties_context_os": S("x")},
+            context_ip="1.2.3.4",
+            absent=("context_os",),
+        ),
     ),
     # ---- SQL / backtick injection (names are snake_case: only [a-z0-9_] survive)
-    ok("event-backtick-drop-table", J(trk(event="a`; DROP TABLE x; --")), track_rows({}, "a_drop_table_x", event_text="a`; DROP TABLE x; --")),
-    ok("event-quote-or-1-1", J(trk(event="x' OR '1'='1")), track_rows({}, "x_or_1_1", event_text="x' OR '1'='1")),
-    ok("event-backquoted-path", J(trk(event="`project.dataset.table`")), track_rows({}, "project_dataset_table")),
-    ok("event-bobby-tables", J(trk(event="Robert'); DROP TABLE Students;--")), track_rows({}, "robert_drop_table_students")),
-    ok("key-backtick-drop-table", pd({"a`; DROP TABLE x; --": 1}), track_rows({"a_drop_table_x": I(1)})),
+    ok(
+        "event-backtick-drop-table",
+        J(trk(event="a`; DROP TABLE x; --")),
+        track_rows({}, "a_drop_table_x", event_text="a`; DROP TABLE x; --"),
+    ),
+    ok(
+        "event-quote-or-1-1",
+        J(trk(event="x' OR '1'='1")),
+        track_rows({}, "x_or_1_1", event_text="x' OR '1'='1"),
+    ),
+    ok(
+        "event-backquoted-path",
+        J(trk(event="`project.dataset.table`")),
+        track_rows({}, "project_dataset_table"),
+    ),
+    ok(
+        "event-bobby-tables",
+        J(trk(event="Robert'); DROP TABLE Students;--")),
+        track_rows({}, "robert_drop_table_students"),
+    ),
+    ok(
+        "key-backtick-drop-table",
+        pd({"a`; DROP TABLE x; --": 1}),
+        track_rows({"a_drop_table_x": I(1)}),
+    ),
     ok("key-quote-or-1-1", pd({"x' OR '1'='1": 1}), track_rows({"x_or_1_1": I(1)})),
-    ok("key-backquoted-path", pd({"`project.dataset.table`": 1}), track_rows({"project_dataset_table": I(1)})),
+    ok(
+        "key-backquoted-path",
+        pd({"`project.dataset.table`": 1}),
+        track_rows({"project_dataset_table": I(1)}),
+    ),
     ok(
         "source-attribute-injection",
         J(trk()),
@@ -424,14 +533,30 @@ CASES: list[Case] = [
     ),
     bad("source-attribute-punctuation", J(trk()), "invalid_source", attributes={"source": "!!!"}),
     # ---- event names that would make odd tables
-    ok("event-unicode-only", J(trk(event="名前")), track_rows({}, f"_{h('名前')}", event_text="名前")),
-    ok("event-punctuation-only", J(trk(event="!!!")), track_rows({}, f"_{h('!!!')}", event_text="!!!")),
-    ok("event-named-tracks", J(trk(event="Tracks")), track_rows({}, "tracks_event", event_text="Tracks")),
+    ok(
+        "event-unicode-only",
+        J(trk(event="名前")),
+        track_rows({}, f"_{h('名前')}", event_text="名前"),
+    ),
+    ok(
+        "event-punctuation-only",
+        J(trk(event="!!!")),
+        track_rows({}, f"_{h('!!!')}", event_text="!!!"),
+    ),
+    ok(
+        "event-named-tracks",
+        J(trk(event="Tracks")),
+        track_rows({}, "tracks_event", event_text="Tracks"),
+    ),
     ok("event-named-users", J(trk(event="users")), track_rows({}, "users_event")),
     ok("event-named-identifies", J(trk(event="Identifies")), track_rows({}, "identifies_event")),
     ok("event-ending-in-view", J(trk(event="Order View")), track_rows({}, "order_view_event")),
     # BigQuery's metadata views: a dataset or table of this name cannot be queried.
-    ok("event-named-information-schema", J(trk(event="INFORMATION_SCHEMA")), track_rows({}, "information_schema_event", event_text="INFORMATION_SCHEMA")),
+    ok(
+        "event-named-information-schema",
+        J(trk(event="INFORMATION_SCHEMA")),
+        track_rows({}, "information_schema_event", event_text="INFORMATION_SCHEMA"),
+    ),
     ok(
         "source-named-information-schema",
         J(trk()),
@@ -440,7 +565,13 @@ CASES: list[Case] = [
         dataset="information_schema_source",
     ),
     ok("event-leading-digits", J(trk(event="3D Secure")), track_rows({}, "3d_secure")),
-    ok("event-1500-chars", J(trk(event=LONG_EVENT)), {"tracks": 1}, check=_long_event_check, unnamed=1),
+    ok(
+        "event-1500-chars",
+        J(trk(event=LONG_EVENT)),
+        {"tracks": 1},
+        check=_long_event_check,
+        unnamed=1,
+    ),
     bad("event-empty", J(trk(event="")), "missing_event"),
     bad("event-blank", J(trk(event="   ")), "missing_event"),
     bad("event-number", J(trk(event=42)), "invalid_field"),
@@ -448,20 +579,50 @@ CASES: list[Case] = [
     # ---- reserved names as property keys (README "Reserved columns", "Names")
     ok(
         "key-bigquery-pseudo-columns",
-        pd({"_PARTITIONTIME": 1, "_PARTITIONDATE": 2, "_TABLE_SUFFIX": 3, "_FILE_NAME": 4, "__root__": 5, "_CHANGE_TYPE": 6}),
-        track_rows({"partitiontime": I(1), "partitiondate": I(2), "table_suffix": I(3), "file_name": I(4), "root": I(5), "change_type": I(6)}),
+        pd(
+            {
+                "_PARTITIONTIME": 1,
+                "_PARTITIONDATE": 2,
+                "_TABLE_SUFFIX": 3,
+                "_FILE_NAME": 4,
+                "__root__": 5,
+                "_CHANGE_TYPE": 6,
+            }
+        ),
+        track_rows(
+            {
+                "partitiontime": I(1),
+                "partitiondate": I(2),
+                "table_suffix": I(3),
+                "file_name": I(4),
+                "root": I(5),
+                "change_type": I(6),
+            }
+        ),
     ),
     ok("key-id-differs", pd({"id": "ord-9"}), track_rows({"properties_id": S("ord-9")}, id="m-1")),
     ok("key-id-equals-message-id", pd({"id": "m-1"}), track_rows({}, id="m-1")),
     ok(
         "key-loaded-at-uuid-ts",
         pd({"loaded_at": "x", "uuid_ts": "y", "received_at": "z"}),
-        track_rows({"properties_loaded_at": S("x"), "properties_uuid_ts": S("y"), "properties_received_at": S("z")}, loaded_at=LOADED, uuid_ts=LOADED, received_at=R),
+        track_rows(
+            {
+                "properties_loaded_at": S("x"),
+                "properties_uuid_ts": S("y"),
+                "properties_received_at": S("z"),
+            },
+            loaded_at=LOADED,
+            uuid_ts=LOADED,
+            received_at=R,
+        ),
     ),
     ok(
         "key-event-and-event-text",
         pd({"event": "e", "event_text": "t"}),
-        track_rows({"properties_event": S("e"), "properties_event_text": S("t")}, event_text="Order Completed"),
+        track_rows(
+            {"properties_event": S("e"), "properties_event_text": S("t")},
+            event_text="Order Completed",
+        ),
     ),
     ok(
         "key-context-ip-equal",
@@ -485,7 +646,14 @@ CASES: list[Case] = [
     ),
     ok(
         "trait-id-on-identify",
-        J({"type": "identify", "messageId": "m-1", "userId": "u1", "traits": {"id": "t-1", "email": "a@b"}}),
+        J(
+            {
+                "type": "identify",
+                "messageId": "m-1",
+                "userId": "u1",
+                "traits": {"id": "t-1", "email": "a@b"},
+            }
+        ),
         {
             "identifies": tbl({"traits_id": S("t-1"), "email": S("a@b")}, id="m-1", user_id="u1"),
             "users": tbl({"traits_id": S("t-1"), "email": S("a@b")}, id="u1"),
@@ -493,12 +661,33 @@ CASES: list[Case] = [
     ),
     ok(
         "page-name-category-in-properties",
-        J({"type": "page", "messageId": "m-1", "anonymousId": "a1", "name": "Home", "category": "Docs", "properties": {"name": "Home", "category": "Other"}}),
-        {"pages": tbl({"properties_category": S("Other")}, name="Home", category="Docs", anonymous_id="a1")},
+        J(
+            {
+                "type": "page",
+                "messageId": "m-1",
+                "anonymousId": "a1",
+                "name": "Home",
+                "category": "Docs",
+                "properties": {"name": "Home", "category": "Other"},
+            }
+        ),
+        {
+            "pages": tbl(
+                {"properties_category": S("Other")}, name="Home", category="Docs", anonymous_id="a1"
+            )
+        },
     ),
     ok(
         "group-trait-group-id",
-        J({"type": "group", "messageId": "m-1", "userId": "u1", "groupId": "g1", "traits": {"group_id": "g2", "groupId": "g1"}}),
+        J(
+            {
+                "type": "group",
+                "messageId": "m-1",
+                "userId": "u1",
+                "groupId": "g1",
+                "traits": {"group_id": "g2", "groupId": "g1"},
+            }
+        ),
         {"groups": tbl({"traits_group_id": S("g2")}, group_id="g1")},
     ),
     # ---- timestamps (ISO-8601 strings only; canonical UTC microseconds)
@@ -511,12 +700,24 @@ CASES: list[Case] = [
     bad("ts-empty-string", J(trk(timestamp="")), "invalid_timestamp"),
     bad("sent-at-epoch", J(trk(sentAt=1714564800)), "invalid_timestamp"),
     bad("received-at-garbage", J(trk(receivedAt="now")), "invalid_timestamp"),
-    bad("ts-year-1-east-offset-leaves-range", J(trk(timestamp="0001-01-01T00:00:00+14:00")), "invalid_timestamp"),
-    bad("ts-year-9999-west-offset-leaves-range", J(trk(timestamp="9999-12-31T23:59:59-12:00")), "invalid_timestamp"),
+    bad(
+        "ts-year-1-east-offset-leaves-range",
+        J(trk(timestamp="0001-01-01T00:00:00+14:00")),
+        "invalid_timestamp",
+    ),
+    bad(
+        "ts-year-9999-west-offset-leaves-range",
+        J(trk(timestamp="9999-12-31T23:59:59-12:00")),
+        "invalid_timestamp",
+    ),
     ok(
         "ts-max-instant",
         J(trk(timestamp="9999-12-31T23:59:59.999999Z")),
-        track_rows({}, original_timestamp="9999-12-31T23:59:59.999999Z", timestamp="9999-12-31T23:59:59.999999Z"),
+        track_rows(
+            {},
+            original_timestamp="9999-12-31T23:59:59.999999Z",
+            timestamp="9999-12-31T23:59:59.999999Z",
+        ),
     ),
     bad(
         "ts-far-future-skew-leaves-range",
@@ -539,75 +740,150 @@ CASES: list[Case] = [
     ok(
         "ts-pre-1970",
         J(trk(timestamp="1969-07-20T20:17:40Z")),
-        track_rows({}, original_timestamp="1969-07-20T20:17:40.000000Z", timestamp="1969-07-20T20:17:40.000000Z"),
+        track_rows(
+            {},
+            original_timestamp="1969-07-20T20:17:40.000000Z",
+            timestamp="1969-07-20T20:17:40.000000Z",
+        ),
     ),
-    ok("ts-offset-plus-14", J(trk(timestamp="2024-05-01T12:00:00+14:00")), track_rows({}, timestamp="2024-04-30T22:00:00.000000Z")),
-    ok("ts-offset-minus-12", J(trk(timestamp="2024-05-01T12:00:00-12:00")), track_rows({}, timestamp="2024-05-02T00:00:00.000000Z")),
-    ok("ts-lowercase-t", J(trk(timestamp="2024-05-01t11:00:00Z")), track_rows({}, timestamp="2024-05-01T11:00:00.000000Z")),
+    ok(
+        "ts-offset-plus-14",
+        J(trk(timestamp="2024-05-01T12:00:00+14:00")),
+        track_rows({}, timestamp="2024-04-30T22:00:00.000000Z"),
+    ),
+    ok(
+        "ts-offset-minus-12",
+        J(trk(timestamp="2024-05-01T12:00:00-12:00")),
+        track_rows({}, timestamp="2024-05-02T00:00:00.000000Z"),
+    ),
+    ok(
+        "ts-lowercase-t",
+        J(trk(timestamp="2024-05-01t11:00:00Z")),
+        track_rows({}, timestamp="2024-05-01T11:00:00.000000Z"),
+    ),
     # RFC 3339 section 5.6 (the ISO 8601 profile of the Internet): "t" and "z" may be lower case.
-    ok("ts-lowercase-t-and-z", J(trk(timestamp="2024-05-01t11:00:00z")), track_rows({}, timestamp="2024-05-01T11:00:00.000000Z")),
-    ok("ts-space-separator", J(trk(timestamp="2024-05-01 11:00:00Z")), track_rows({}, timestamp="2024-05-01T11:00:00.000000Z")),
-    ok("ts-iso-week-date", J(trk(timestamp="2024-W18-3T11:00:00Z")), track_rows({}, timestamp="2024-05-01T11:00:00.000000Z")),
-    ok("ts-nanoseconds-truncated", J(trk(timestamp="2024-05-01T11:00:00.123456789Z")), track_rows({}, timestamp="2024-05-01T11:00:00.123456Z")),
-    ok("ts-date-only", J(trk(timestamp="2024-05-01")), track_rows({}, timestamp="2024-05-01T00:00:00.000000Z")),
+    ok(
+        "ts-lowercase-t-and-z",
+        J(trk(timestamp="2024-05-01t11:00:00z")),
+        track_rows({}, timestamp="2024-05-01T11:00:00.000000Z"),
+    ),
+    ok(
+        "ts-space-separator",
+        J(trk(timestamp="2024-05-01 11:00:00Z")),
+        track_rows({}, timestamp="2024-05-01T11:00:00.000000Z"),
+    ),
+    ok(
+        "ts-iso-week-date",
+        J(trk(timestamp="2024-W18-3T11:00:00Z")),
+        track_rows({}, timestamp="2024-05-01T11:00:00.000000Z"),
+    ),
+    ok(
+        "ts-nanoseconds-truncated",
+        J(trk(timestamp="2024-05-01T11:00:00.123456789Z")),
+        track_rows({}, timestamp="2024-05-01T11:00:00.123456Z"),
+    ),
+    ok(
+        "ts-date-only",
+        J(trk(timestamp="2024-05-01")),
+        track_rows({}, timestamp="2024-05-01T00:00:00.000000Z"),
+    ),
     ok(
         "ts-skew-corrected",
         J(trk(timestamp="2024-05-01T11:59:50Z", sentAt="2024-05-01T12:00:01Z")),
-        track_rows({}, timestamp="2024-05-01T11:59:49.000000Z", sent_at="2024-05-01T12:00:01.000000Z", original_timestamp="2024-05-01T11:59:50.000000Z"),
+        track_rows(
+            {},
+            timestamp="2024-05-01T11:59:49.000000Z",
+            sent_at="2024-05-01T12:00:01.000000Z",
+            original_timestamp="2024-05-01T11:59:50.000000Z",
+        ),
         published=True,
     ),
     ok(
         "ts-skew-corrected-against-payload-received-at",
-        J(trk(timestamp="2024-05-01T11:59:50Z", sentAt="2024-05-01T12:00:01Z", receivedAt="2024-05-01T12:00:00Z")),
-        track_rows({}, timestamp="2024-05-01T11:59:49.000000Z", original_timestamp="2024-05-01T11:59:50.000000Z"),
+        J(
+            trk(
+                timestamp="2024-05-01T11:59:50Z",
+                sentAt="2024-05-01T12:00:01Z",
+                receivedAt="2024-05-01T12:00:00Z",
+            )
+        ),
+        track_rows(
+            {},
+            timestamp="2024-05-01T11:59:49.000000Z",
+            original_timestamp="2024-05-01T11:59:50.000000Z",
+        ),
     ),
     ok(
         # A month-old file read today: its events keep the time they happened.
         "ts-month-old-file-line-keeps-its-time",
         J(trk(timestamp="2024-04-01T09:00:00Z", sentAt="2024-04-01T09:00:02Z")),
-        track_rows({}, timestamp="2024-04-01T09:00:00.000000Z", original_timestamp="2024-04-01T09:00:00.000000Z", received_at=R),
+        track_rows(
+            {},
+            timestamp="2024-04-01T09:00:00.000000Z",
+            original_timestamp="2024-04-01T09:00:00.000000Z",
+            received_at=R,
+        ),
     ),
     ok(
         "ts-received-at-from-payload",
         J(trk(receivedAt="2024-05-01T14:00:00+01:00")),
-        track_rows({}, received_at="2024-05-01T13:00:00.000000Z", timestamp="2024-05-01T13:00:00.000000Z"),
+        track_rows(
+            {}, received_at="2024-05-01T13:00:00.000000Z", timestamp="2024-05-01T13:00:00.000000Z"
+        ),
     ),
     ok(
         "prop-timestamps-odd-formats",
-        pd({
-            "a": "2024-05-01T12:00:00+14:00",
-            "b": "2024-13-45T99:99:99Z",
-            "c": "0000-01-01T00:00:00Z",
-            "d": "2024-05-01",
-            "e": "2024-05-01t12:00:00Z",
-            "f": "2024-05-01 12:00:00",
-            "g": "Wed, 01 May 2024 12:00:00 +0000",
-        }),
-        track_rows({
-            "a": TS("2024-04-30T22:00:00.000000Z"),
-            "b": S("2024-13-45T99:99:99Z"),
-            "c": S("0000-01-01T00:00:00Z"),
-            "d": S("2024-05-01"),
-            "e": TS("2024-05-01T12:00:00.000000Z"),
-            "f": TS("2024-05-01T12:00:00.000000Z"),
-            "g": S("Wed, 01 May 2024 12:00:00 +0000"),
-        }),
+        pd(
+            {
+                "a": "2024-05-01T12:00:00+14:00",
+                "b": "2024-13-45T99:99:99Z",
+                "c": "0000-01-01T00:00:00Z",
+                "d": "2024-05-01",
+                "e": "2024-05-01t12:00:00Z",
+                "f": "2024-05-01 12:00:00",
+                "g": "Wed, 01 May 2024 12:00:00 +0000",
+            }
+        ),
+        track_rows(
+            {
+                "a": TS("2024-04-30T22:00:00.000000Z"),
+                "b": S("2024-13-45T99:99:99Z"),
+                "c": S("0000-01-01T00:00:00Z"),
+                "d": S("2024-05-01"),
+                "e": TS("2024-05-01T12:00:00.000000Z"),
+                "f": TS("2024-05-01T12:00:00.000000Z"),
+                "g": S("Wed, 01 May 2024 12:00:00 +0000"),
+            }
+        ),
     ),
     # README: "a string with an ISO-8601 date and time -> TIMESTAMP"; a week date is one.
-    # Property strings are typed TIMESTAMP only with a calendar date (README): a week date stays text.
-    ok("prop-iso-week-date-time", pd({"w": "2024-W18-3T12:00:00Z"}), track_rows({"w": S("2024-W18-3T12:00:00Z")})),
+    # Property strings are typed TIMESTAMP only with a calendar date (README):
+    # a week date stays text.
+    ok(
+        "prop-iso-week-date-time",
+        pd({"w": "2024-W18-3T12:00:00Z"}),
+        track_rows({"w": S("2024-W18-3T12:00:00Z")}),
+    ),
     # ---- null everywhere
     ok(
         "null-user-id-with-anonymous-id",
         J(trk(userId=None, anonymousId="a1")),
         track_rows({}, absent=("user_id",), anonymous_id="a1"),
     ),
-    ok("empty-user-id-with-anonymous-id", J(trk(userId="", anonymousId="a1")), track_rows({}, absent=("user_id",), anonymous_id="a1")),
+    ok(
+        "empty-user-id-with-anonymous-id",
+        J(trk(userId="", anonymousId="a1")),
+        track_rows({}, absent=("user_id",), anonymous_id="a1"),
+    ),
     bad("null-both-ids", J(trk(userId=None, anonymousId=None)), "missing_identity"),
     bad("blank-user-id-only", J(trk(userId="  ")), "missing_identity"),
     ok("null-properties", J(trk(properties=None)), track_rows({})),
     ok("null-context", J(trk(context=None)), track_rows({})),
-    ok("null-and-empty-values", pd({"a": None, "b": {}, "c": {"d": None, "e": {}}, "f": 1}), track_rows({"f": I(1)})),
+    ok(
+        "null-and-empty-values",
+        pd({"a": None, "b": {}, "c": {"d": None, "e": {}}, "f": 1}),
+        track_rows({"f": I(1)}),
+    ),
     bad("null-event", J(trk(event=None)), "missing_event"),
     bad("null-type", J(trk(type=None)), "missing_type"),
     bad("no-type", J({k: v for k, v in trk().items() if k != "type"}), "missing_type"),
@@ -617,16 +893,44 @@ CASES: list[Case] = [
         track_rows({}, id=is_uuid5),
         check=_generated_id_stable,
     ),
-    ok("null-timestamps", J(trk(timestamp=None, sentAt=None, originalTimestamp=None)), track_rows({}, absent=("sent_at", "original_timestamp"), timestamp=R, received_at=R)),
+    ok(
+        "null-timestamps",
+        J(trk(timestamp=None, sentAt=None, originalTimestamp=None)),
+        track_rows({}, absent=("sent_at", "original_timestamp"), timestamp=R, received_at=R),
+    ),
     ok(
         "null-traits-identify",
         J({"type": "identify", "messageId": "m-1", "userId": "u1", "traits": None}),
         {"identifies": tbl({}, id="m-1"), "users": tbl({}, id="u1", received_at=R, uuid_ts=LOADED)},
     ),
-    ok("null-name-page", J({"type": "page", "messageId": "m-1", "anonymousId": "a1", "name": None}), {"pages": tbl({}, absent=("name", "category"))}),
-    bad("null-group-id", J({"type": "group", "messageId": "m-1", "userId": "u1", "groupId": None}), "missing_group_id"),
-    bad("null-previous-id", J({"type": "alias", "messageId": "m-1", "userId": "u1", "previousId": None}), "missing_previous_id"),
-    bad("alias-null-user-id", J({"type": "alias", "messageId": "m-1", "userId": None, "anonymousId": "a", "previousId": "p"}), "missing_user_id"),
+    ok(
+        "null-name-page",
+        J({"type": "page", "messageId": "m-1", "anonymousId": "a1", "name": None}),
+        {"pages": tbl({}, absent=("name", "category"))},
+    ),
+    bad(
+        "null-group-id",
+        J({"type": "group", "messageId": "m-1", "userId": "u1", "groupId": None}),
+        "missing_group_id",
+    ),
+    bad(
+        "null-previous-id",
+        J({"type": "alias", "messageId": "m-1", "userId": "u1", "previousId": None}),
+        "missing_previous_id",
+    ),
+    bad(
+        "alias-null-user-id",
+        J(
+            {
+                "type": "alias",
+                "messageId": "m-1",
+                "userId": None,
+                "anonymousId": "a",
+                "previousId": "p",
+            }
+        ),
+        "missing_user_id",
+    ),
     # ---- source routing, fields outside the spec, timestamp precedence
     ok(
         "source-field-from-event",
@@ -635,29 +939,73 @@ CASES: list[Case] = [
         config=ModelConfig(sources=SourceConfig(source_field="context.source")),
         dataset="production_site",
     ),
-    bad("source-field-number", J(trk(context={"source": 5})), "invalid_source", config=ModelConfig(sources=SourceConfig(source_field="context.source"))),
-    bad("source-field-blank", J(trk(context={"source": "  "})), "invalid_source", config=ModelConfig(sources=SourceConfig(source_field="context.source"))),
-    bad("source-field-unicode-only", J(trk(context={"source": "名前"})), "invalid_source", config=ModelConfig(sources=SourceConfig(source_field="context.source"))),
+    bad(
+        "source-field-number",
+        J(trk(context={"source": 5})),
+        "invalid_source",
+        config=ModelConfig(sources=SourceConfig(source_field="context.source")),
+    ),
+    bad(
+        "source-field-blank",
+        J(trk(context={"source": "  "})),
+        "invalid_source",
+        config=ModelConfig(sources=SourceConfig(source_field="context.source")),
+    ),
+    bad(
+        "source-field-unicode-only",
+        J(trk(context={"source": "名前"})),
+        "invalid_source",
+        config=ModelConfig(sources=SourceConfig(source_field="context.source")),
+    ),
     ok(
         "top-level-extras-not-stored",
-        J(trk(integrations={"All": True}, writeKey="wk", _metadata={"x": 1}, channel="server", version=2, extra={"a": 1})),
+        J(
+            trk(
+                integrations={"All": True},
+                writeKey="wk",
+                _metadata={"x": 1},
+                channel="server",
+                version=2,
+                extra={"a": 1},
+            )
+        ),
         track_rows({}),
     ),
     ok(
         "original-timestamp-wins-over-timestamp",
         J(trk(originalTimestamp="2024-05-01T10:00:00Z", timestamp="2024-05-01T11:00:00Z")),
-        track_rows({}, original_timestamp="2024-05-01T10:00:00.000000Z", timestamp="2024-05-01T10:00:00.000000Z"),
+        track_rows(
+            {},
+            original_timestamp="2024-05-01T10:00:00.000000Z",
+            timestamp="2024-05-01T10:00:00.000000Z",
+        ),
     ),
     ok(
         "page-traits-ignored",
-        J({"type": "page", "messageId": "m-1", "anonymousId": "a1", "traits": {"plan": "pro"}, "properties": {"path": "/"}}),
+        J(
+            {
+                "type": "page",
+                "messageId": "m-1",
+                "anonymousId": "a1",
+                "traits": {"plan": "pro"},
+                "properties": {"path": "/"},
+            }
+        ),
         {"pages": tbl({"path": S("/")})},
     ),
     # ---- field shapes, type and messageId
     bad("properties-array", J(trk(properties=[{"a": 1}])), "invalid_field"),
     bad("context-string", J(trk(context="ip=1.2.3.4")), "invalid_field"),
-    bad("traits-array", J({"type": "identify", "messageId": "m-1", "userId": "u1", "traits": [1]}), "invalid_field"),
-    bad("page-name-number", J({"type": "page", "messageId": "m-1", "anonymousId": "a1", "name": 5}), "invalid_field"),
+    bad(
+        "traits-array",
+        J({"type": "identify", "messageId": "m-1", "userId": "u1", "traits": [1]}),
+        "invalid_field",
+    ),
+    bad(
+        "page-name-number",
+        J({"type": "page", "messageId": "m-1", "anonymousId": "a1", "name": 5}),
+        "invalid_field",
+    ),
     ok("type-upper-case", J(trk(type="TRACK")), track_rows({})),
     bad("type-trailing-space", J(trk(type="track ")), "unknown_type"),
     bad("type-number", J(trk(type=7)), "unknown_type"),
@@ -695,7 +1043,14 @@ CASES: list[Case] = [
     # ---- batches
     ok(
         "batch-1000-tiny-events",
-        J({"batch": [{"type": "alias", "messageId": f"b{i}", "userId": "u", "previousId": "p"} for i in range(1000)]}),
+        J(
+            {
+                "batch": [
+                    {"type": "alias", "messageId": f"b{i}", "userId": "u", "previousId": "p"}
+                    for i in range(1000)
+                ]
+            }
+        ),
         {"aliases": 1000},
         events=1000,
         check=_batch_1000_check,
@@ -706,22 +1061,48 @@ CASES: list[Case] = [
     bad("batch-null", b'{"batch":null}', "empty_batch"),
     Case(
         "batch-items-not-objects",
-        J({"batch": [1, "x", None, [], True, {"type": "alias", "messageId": "b1", "userId": "u", "previousId": "p"}]}),
+        J(
+            {
+                "batch": [
+                    1,
+                    "x",
+                    None,
+                    [],
+                    True,
+                    {"type": "alias", "messageId": "b1", "userId": "u", "previousId": "p"},
+                ]
+            }
+        ),
         ["not_an_object"] * 5,
         {"aliases": tbl({}, id="b1", previous_id="p")},
         events=6,
     ),
     ok(
         "batch-inherits-sent-at-and-context",
-        J({
-            "sentAt": "2024-05-01T12:00:01Z",
-            "context": {"ip": "1.1.1.1", "locale": "fr"},
-            "batch": [trk(messageId="b1", timestamp="2024-05-01T11:59:59Z", context={"ip": "2.2.2.2"})],
-        }),
-        track_rows({}, id="b1", context_ip="2.2.2.2", context_locale="fr", sent_at="2024-05-01T12:00:01.000000Z", timestamp="2024-05-01T11:59:58.000000Z"),
+        J(
+            {
+                "sentAt": "2024-05-01T12:00:01Z",
+                "context": {"ip": "1.1.1.1", "locale": "fr"},
+                "batch": [
+                    trk(messageId="b1", timestamp="2024-05-01T11:59:59Z", context={"ip": "2.2.2.2"})
+                ],
+            }
+        ),
+        track_rows(
+            {},
+            id="b1",
+            context_ip="2.2.2.2",
+            context_locale="fr",
+            sent_at="2024-05-01T12:00:01.000000Z",
+            timestamp="2024-05-01T11:59:58.000000Z",
+        ),
         published=True,
     ),
-    ok("batch-key-with-type-is-one-event", J(trk(batch=[trk(messageId="b9")])), track_rows({}, id="m-1")),
+    ok(
+        "batch-key-with-type-is-one-event",
+        J(trk(batch=[trk(messageId="b9")])),
+        track_rows({}, id="m-1"),
+    ),
     Case(
         "batch-invalid-sent-at-applies-to-every-item",
         J({"sentAt": 1714564800, "batch": [trk(messageId="b1"), trk(messageId="b2")]}),
@@ -731,7 +1112,12 @@ CASES: list[Case] = [
     ),
     Case(
         "batch-item-context-string",
-        J({"context": {"ip": "1.1.1.1"}, "batch": [trk(messageId="b1", context="x"), trk(messageId="b2")]}),
+        J(
+            {
+                "context": {"ip": "1.1.1.1"},
+                "batch": [trk(messageId="b1", context="x"), trk(messageId="b2")],
+            }
+        ),
         ["invalid_field"],
         track_rows({}, id="b2", context_ip="1.1.1.1"),
         events=2,
@@ -746,21 +1132,38 @@ CASES: list[Case] = [
     ),
     Case(
         "batch-item-1000-deep",
-        b'{"batch":[' + raw_props('{"a":' + nest_obj(1000) + "}") + b"," + J(trk(messageId="b1")) + b"]}",
+        b'{"batch":['
+        + raw_props('{"a":' + nest_obj(1000) + "}")
+        + b","
+        + J(trk(messageId="b1"))
+        + b"]}",
         ["too_deep"],
         track_rows({}, id="b1"),
         events=2,
     ),
     Case(
         "batch-item-over-32kib",
-        J({"batch": [trk(messageId="b0", properties={"pad": "x" * 33 * KIB}), trk(messageId="b1")]}),
+        J(
+            {
+                "batch": [
+                    trk(messageId="b0", properties={"pad": "x" * 33 * KIB}),
+                    trk(messageId="b1"),
+                ]
+            }
+        ),
         ["payload_too_large"],
         track_rows({}, id="b1"),
         events=2,
     ),
     bad(
         "batch-over-500kib",
-        J({"batch": [trk(messageId=f"b{i}", properties={"pad": "x" * 20 * KIB}) for i in range(30)]}),
+        J(
+            {
+                "batch": [
+                    trk(messageId=f"b{i}", properties={"pad": "x" * 20 * KIB}) for i in range(30)
+                ]
+            }
+        ),
         "payload_too_large",
     ),
 ]

@@ -11,7 +11,6 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from pipeline.warehouse.config import WarehouseConfig
 from transforms.beam.dedup import SeenKeys, resolved_state
-from transforms.model.normalize import TableRow
 from transforms.beam.write import (
     LOCAL_STREAMING_SHARDS,
     LatestTraits,
@@ -19,6 +18,7 @@ from transforms.beam.write import (
     MergeUsers,
     _local_streaming_shards,
 )
+from transforms.model.normalize import TableRow
 
 
 def test_a_key_is_refused_inside_the_window_and_admitted_after_it() -> None:

@@ -92,12 +92,18 @@ def test_issue_dataset_example() -> None:
     assert dataset_name("Production Site") == "production_site"
 
 
-@pytest.mark.parametrize("source", ["INFORMATION_SCHEMA", "information_schema", "Information Schema"])
-def test_a_source_named_like_bigquerys_metadata_views_gets_a_dataset_of_its_own(source: str) -> None:
+@pytest.mark.parametrize(
+    "source", ["INFORMATION_SCHEMA", "information_schema", "Information Schema"]
+)
+def test_a_source_named_like_bigquerys_metadata_views_gets_a_dataset_of_its_own(
+    source: str,
+) -> None:
     assert dataset_name(source) == "information_schema_source"
 
 
-@pytest.mark.parametrize("event", ["INFORMATION_SCHEMA", "Information Schema", "information_schema"])
+@pytest.mark.parametrize(
+    "event", ["INFORMATION_SCHEMA", "Information Schema", "information_schema"]
+)
 def test_an_event_named_like_bigquerys_metadata_views_gets_the_event_suffix(event: str) -> None:
     assert table_name(event) == "information_schema_event"
 
@@ -287,9 +293,7 @@ def test_column_digits(path: str, expected: str) -> None:
         pytest.param("_changed", "changed", id="changed"),
     ],
 )
-def test_column_leading_underscores_dropped_so_no_reserved_prefix(
-    path: str, expected: str
-) -> None:
+def test_column_leading_underscores_dropped_so_no_reserved_prefix(path: str, expected: str) -> None:
     assert column_name(path) == expected
 
 

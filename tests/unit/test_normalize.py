@@ -7,7 +7,7 @@ copied from the code's output.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -17,7 +17,6 @@ from transforms.model.naming import NamingConvention
 from transforms.model.normalize import TableRow, normalize_event
 from transforms.model.validate import validate_event
 
-UTC = timezone.utc
 S, I, F, B, T = "STRING", "INTEGER", "FLOAT", "BOOLEAN", "TIMESTAMP"
 
 DATASET = "shop"
@@ -495,7 +494,10 @@ TIMESTAMP_COLUMNS = ("received_at", "sent_at", "original_timestamp", "timestamp"
         pytest.param(
             {},
             datetime(2024, 5, 2, 0, 0, 0, tzinfo=timezone(timedelta(hours=2))),
-            {"received_at": "2024-05-01T22:00:00.000000Z", "timestamp": "2024-05-01T22:00:00.000000Z"},
+            {
+                "received_at": "2024-05-01T22:00:00.000000Z",
+                "timestamp": "2024-05-01T22:00:00.000000Z",
+            },
             id="pipeline-time-with-offset-written-in-utc",
         ),
     ],
@@ -675,7 +677,13 @@ COLLISION_EVENTS: dict[str, dict[str, Any]] = {
         "anonymousId": "a1",
         "context": {"ip": "1.2.3.4"},
     },
-    "page": {"type": "page", "messageId": "m-4", "userId": "u1", "name": "Pricing", "category": "Docs"},
+    "page": {
+        "type": "page",
+        "messageId": "m-4",
+        "userId": "u1",
+        "name": "Pricing",
+        "category": "Docs",
+    },
     "group": {"type": "group", "messageId": "m-6", "userId": "u1", "groupId": "g1"},
 }
 COLLISION_BASE_ROWS: dict[str, dict[str, tuple[Any, str]]] = {
@@ -727,7 +735,9 @@ FIELDS_KEY = {"track": "properties", "identify": "traits", "page": "properties",
 @pytest.mark.parametrize(
     ("call", "fields", "extra"),
     [
-        pytest.param("track", {"id": "other"}, {"properties_id": ("other", S)}, id="prop-id-differs"),
+        pytest.param(
+            "track", {"id": "other"}, {"properties_id": ("other", S)}, id="prop-id-differs"
+        ),
         pytest.param("track", {"id": "m-1"}, {}, id="prop-id-equal-skipped"),
         pytest.param("track", {"userId": "u1"}, {}, id="prop-userId-equal-skipped"),
         pytest.param(
@@ -784,7 +794,9 @@ FIELDS_KEY = {"track": "properties", "identify": "traits", "page": "properties",
         pytest.param(
             "track", {"loaded_at": "x"}, {"properties_loaded_at": ("x", S)}, id="prop-loaded_at"
         ),
-        pytest.param("track", {"name": "x"}, {"name": ("x", S)}, id="prop-name-not-reserved-for-track"),
+        pytest.param(
+            "track", {"name": "x"}, {"name": ("x", S)}, id="prop-name-not-reserved-for-track"
+        ),
         pytest.param("identify", {"id": "t-9"}, {"traits_id": ("t-9", S)}, id="trait-id"),
         pytest.param("identify", {"userId": "u1"}, {}, id="trait-userId-equal-skipped"),
         pytest.param(
@@ -800,7 +812,10 @@ FIELDS_KEY = {"track": "properties", "identify": "traits", "page": "properties",
             id="trait-context_ip-differs",
         ),
         pytest.param(
-            "page", {"name": "Other"}, {"properties_name": ("Other", S)}, id="page-prop-name-differs"
+            "page",
+            {"name": "Other"},
+            {"properties_name": ("Other", S)},
+            id="page-prop-name-differs",
         ),
         pytest.param("page", {"category": "Docs"}, {}, id="page-prop-category-equal-skipped"),
         pytest.param("page", {"url": "/x"}, {"url": ("/x", S)}, id="page-prop-plain"),
@@ -849,9 +864,7 @@ def test_trait_id_does_not_replace_users_id() -> None:
             ["user_name"],
             id="snake-first",
         ),
-        pytest.param(
-            {"a": {"b": 1}, "a_b": 2}, {"a_b": (1, I)}, ["a_b"], id="nested-then-flat"
-        ),
+        pytest.param({"a": {"b": 1}, "a_b": 2}, {"a_b": (1, I)}, ["a_b"], id="nested-then-flat"),
         pytest.param(
             {"First Name": "x", "firstName": "y", "first_name": "z"},
             {"first_name": ("x", S)},

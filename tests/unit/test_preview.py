@@ -49,8 +49,16 @@ def test_preview_prints_every_row_and_dead_letter_then_a_summary() -> None:
 
 def test_preview_command_line() -> None:
     completed = subprocess.run(
-        [sys.executable, "-m", "pipeline.commands.cli", "preview", "--source-name", "Web Site",
-         "--now", "2026-11-05T12:00:00Z"],
+        [
+            sys.executable,
+            "-m",
+            "pipeline.commands.cli",
+            "preview",
+            "--source-name",
+            "Web Site",
+            "--now",
+            "2026-11-05T12:00:00Z",
+        ],
         input=EVENTS,
         capture_output=True,
         check=True,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import string
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -66,7 +66,11 @@ HOSTILE_NAMES = st.sampled_from(
         "order_view", "HTTPServer", "v_2Beta", "_1a", "a.b", "é" * 300,
     ]
 )  # fmt: skip
-NAMES = st.one_of(st.text(max_size=24), HOSTILE_NAMES, st.text(string.ascii_letters + "_ -0123456789", max_size=40))
+NAMES = st.one_of(
+    st.text(max_size=24),
+    HOSTILE_NAMES,
+    st.text(string.ascii_letters + "_ -0123456789", max_size=40),
+)
 
 scalars = st.one_of(
     st.none(),
@@ -74,7 +78,9 @@ scalars = st.one_of(
     st.integers(),  # unbounded: beyond INT64 and beyond u64
     st.floats(allow_nan=False, allow_infinity=False),
     st.text(max_size=30),
-    st.sampled_from(["2024-05-01T12:00:00Z", "2024-05-01", "0000-01-01T00:00:00Z", "2024-13-45T99:99:99Z"]),
+    st.sampled_from(
+        ["2024-05-01T12:00:00Z", "2024-05-01", "0000-01-01T00:00:00Z", "2024-13-45T99:99:99Z"]
+    ),
 )
 json_values = st.recursive(
     scalars,
@@ -96,7 +102,11 @@ offsets = st.builds(
 )
 iso_stamps = st.builds(
     lambda moment, sep, spec: moment.isoformat(sep=sep, timespec=spec),
-    st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31), timezones=st.one_of(st.none(), offsets)),
+    st.datetimes(
+        min_value=datetime(1, 1, 1),
+        max_value=datetime(9999, 12, 31),
+        timezones=st.one_of(st.none(), offsets),
+    ),
     st.sampled_from(["T", " ", "t"]),
     st.sampled_from(["auto", "seconds", "milliseconds", "microseconds"]),
 )
@@ -105,12 +115,25 @@ timestamps = st.one_of(
     iso_stamps,
     st.integers(0, 2**42),
     st.text(max_size=30),
-    st.sampled_from(["2024-05-01T12:00:00+14:00", "2024-W18-3T12:00:00Z", "Wed, 01 May 2024 12:00:00 +0000", ""]),
+    st.sampled_from(
+        ["2024-05-01T12:00:00+14:00", "2024-W18-3T12:00:00Z", "Wed, 01 May 2024 12:00:00 +0000", ""]
+    ),
 )
 identities = st.one_of(
-    st.none(), st.text(max_size=20), st.integers(), st.floats(), st.booleans(), st.sampled_from(["", "  ", "u1"])
+    st.none(),
+    st.text(max_size=20),
+    st.integers(),
+    st.floats(),
+    st.booleans(),
+    st.sampled_from(["", "  ", "u1"]),
 )
-texts_or_junk = st.one_of(st.none(), st.text(max_size=40), HOSTILE_NAMES, st.integers(), st.lists(st.text(max_size=3), max_size=2))
+texts_or_junk = st.one_of(
+    st.none(),
+    st.text(max_size=40),
+    HOSTILE_NAMES,
+    st.integers(),
+    st.lists(st.text(max_size=3), max_size=2),
+)
 objects_or_junk = st.one_of(
     st.none(),
     st.dictionaries(NAMES, json_values, max_size=8),
@@ -124,8 +147,12 @@ def segment_events(draw: st.DrawFn) -> dict[str, Any]:
     """A Segment-shaped event: known keys with arbitrary (often invalid) values."""
     event: dict[str, Any] = {}
     optional = {
-        "type": st.one_of(st.sampled_from(CALLS + ["Track", "IDENTIFY", "purchase", ""]), st.none(), st.integers()),
-        "messageId": st.one_of(st.none(), st.text(max_size=20), st.text(min_size=250, max_size=260), st.integers()),
+        "type": st.one_of(
+            st.sampled_from(CALLS + ["Track", "IDENTIFY", "purchase", ""]), st.none(), st.integers()
+        ),
+        "messageId": st.one_of(
+            st.none(), st.text(max_size=20), st.text(min_size=250, max_size=260), st.integers()
+        ),
         "userId": identities,
         "anonymousId": identities,
         "event": texts_or_junk,
@@ -156,7 +183,9 @@ def segment_events(draw: st.DrawFn) -> dict[str, Any]:
     return {**extra, **event}
 
 
-nonblank = st.one_of(st.text(min_size=1, max_size=30), HOSTILE_NAMES).filter(lambda s: bool(s.strip()))
+nonblank = st.one_of(st.text(min_size=1, max_size=30), HOSTILE_NAMES).filter(
+    lambda s: bool(s.strip())
+)
 # README: ids may be integers ("accepted and written as text"). Here they stay within
 # 64-bit integers so that the integer-size rule, tested on its own in
 # test_integer_ids_of_any_size, does not hide other failures.
@@ -236,14 +265,22 @@ def test_arbitrary_json_values(value: Any, ascii_only: bool) -> None:
 
 
 @SETTINGS
-@given(st.one_of(segment_events(), well_formed_events()), st.booleans(), st.one_of(st.none(), st.dictionaries(st.just("source"), NAMES, max_size=1)))
-def test_segment_shaped_events(event: dict[str, Any], ascii_only: bool, attributes: dict[str, str] | None) -> None:
+@given(
+    st.one_of(segment_events(), well_formed_events()),
+    st.booleans(),
+    st.one_of(st.none(), st.dictionaries(st.just("source"), NAMES, max_size=1)),
+)
+def test_segment_shaped_events(
+    event: dict[str, Any], ascii_only: bool, attributes: dict[str, str] | None
+) -> None:
     rows, _ = assert_single_event_outcome(run(encode(event, ascii_only), attributes))
     if rows:
         call = str(event["type"]).lower()
         tables = sorted(row.table for row in rows)
         expected = {
-            "identify": ["identifies", "users"] if any("user_id" in r.row for r in rows) else ["identifies"],
+            "identify": ["identifies", "users"]
+            if any("user_id" in r.row for r in rows)
+            else ["identifies"],
             "page": ["pages"],
             "screen": ["screens"],
             "group": ["groups"],
@@ -299,7 +336,9 @@ def test_integer_ids_are_text_when_exact_and_refused_beyond_64_bits(number: int,
 @SETTINGS
 @given(
     st.lists(st.one_of(segment_events(), well_formed_events(), any_json), min_size=1, max_size=8),
-    st.dictionaries(st.sampled_from(["sentAt", "context", "writeKey", "integrations"]), json_values, max_size=3),
+    st.dictionaries(
+        st.sampled_from(["sentAt", "context", "writeKey", "integrations"]), json_values, max_size=3
+    ),
 )
 def test_batches_one_outcome_per_item(items: list[Any], envelope: dict[str, Any]) -> None:
     out = run(encode({**envelope, "batch": items}, False))
@@ -365,9 +404,11 @@ def test_the_padded_text_of_a_plain_utc_timestamp_is_its_canonical_form(text: st
 
 def reference_text(moment: datetime) -> str:
     """The canonical text spelled out field by field: what format_timestamp must equal."""
-    m = moment.astimezone(timezone.utc)
-    return (f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:"
-            f"{m.second:02d}.{m.microsecond:06d}Z")
+    m = moment.astimezone(UTC)
+    return (
+        f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:"
+        f"{m.second:02d}.{m.microsecond:06d}Z"
+    )
 
 
 @SETTINGS

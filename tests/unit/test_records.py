@@ -1,4 +1,4 @@
-"""transforms.model.records.builder: the fast constructor must build the very record the class would."""
+"""transforms.model.records.builder: the fast constructor builds the very record the class would."""
 
 from __future__ import annotations
 
@@ -24,4 +24,6 @@ def test_builder_makes_an_instance_equal_to_the_class_call() -> None:
 def test_builder_of_a_table_row_keeps_field_access_and_pickling() -> None:
     row = builder(TableRow)(("ds", "tracks", {"id": "m1"}, {"id": "STRING"}))
     assert row.table == "tracks" and row.row == {"id": "m1"}
-    assert pickle.loads(pickle.dumps(row)) == TableRow("ds", "tracks", {"id": "m1"}, {"id": "STRING"})
+    assert pickle.loads(pickle.dumps(row)) == TableRow(
+        "ds", "tracks", {"id": "m1"}, {"id": "STRING"}
+    )

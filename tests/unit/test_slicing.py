@@ -1,4 +1,4 @@
-"""Slicing a large local input (pipeline.graphs.slicing): whole lines, byte for byte, bounded slices."""
+"""Slicing a large local input (pipeline.graphs.slicing): whole lines, byte for byte, bounded."""
 
 from __future__ import annotations
 

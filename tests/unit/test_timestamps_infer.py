@@ -5,7 +5,7 @@ Expectations come from the module docstrings and the README's schema rules.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -20,7 +20,6 @@ from transforms.model.timestamps import (
     parse_timestamp,
 )
 
-UTC = timezone.utc
 S, I, F, B, T = "STRING", "INTEGER", "FLOAT", "BOOLEAN", "TIMESTAMP"
 W = "INTEGER_BEYOND_FLOAT64"
 
@@ -38,14 +37,14 @@ def utc(*parts: int) -> datetime:
         pytest.param("2024-05-01T12:00:00Z", utc(2024, 5, 1, 12), id="zulu"),
         pytest.param("2024-05-01T14:00:00+02:00", utc(2024, 5, 1, 12), id="positive-offset"),
         pytest.param("2024-05-01T07:00:00-05:00", utc(2024, 5, 1, 12), id="negative-offset"),
-        pytest.param("2024-05-01T00:30:00+01:00", utc(2024, 4, 30, 23, 30), id="offset-crosses-day"),
+        pytest.param(
+            "2024-05-01T00:30:00+01:00", utc(2024, 4, 30, 23, 30), id="offset-crosses-day"
+        ),
         pytest.param("2024-05-01 12:00:00Z", utc(2024, 5, 1, 12), id="space-separator"),
         pytest.param("2024-05-01T12:00:00", utc(2024, 5, 1, 12), id="offset-less-is-utc"),
         pytest.param("2024-05-01T12:00", utc(2024, 5, 1, 12), id="no-seconds"),
         pytest.param("2024-05-01T12:00:00.5Z", utc(2024, 5, 1, 12, 0, 0, 500000), id="tenths"),
-        pytest.param(
-            "2024-05-01T12:00:00.123456Z", utc(2024, 5, 1, 12, 0, 0, 123456), id="micros"
-        ),
+        pytest.param("2024-05-01T12:00:00.123456Z", utc(2024, 5, 1, 12, 0, 0, 123456), id="micros"),
         pytest.param(
             "2024-05-01T12:00:00.123456789Z",
             utc(2024, 5, 1, 12, 0, 0, 123456),
@@ -108,9 +107,7 @@ def test_timestamp_error_is_a_value_error() -> None:
         pytest.param(
             utc(9999, 12, 31, 23, 59, 59, 999999), "9999-12-31T23:59:59.999999Z", id="year-9999"
         ),
-        pytest.param(
-            utc(1969, 7, 20, 20, 17, 40), "1969-07-20T20:17:40.000000Z", id="pre-1970"
-        ),
+        pytest.param(utc(1969, 7, 20, 20, 17, 40), "1969-07-20T20:17:40.000000Z", id="pre-1970"),
         pytest.param(
             datetime(2024, 5, 1, 14, 0, tzinfo=timezone(timedelta(hours=2))),
             "2024-05-01T12:00:00.000000Z",
@@ -143,9 +140,7 @@ def test_format_timestamp_day_cache_stays_bounded_and_right() -> None:
         pytest.param("2024-01-31", None, id="bare-date-is-not-a-timestamp"),
         pytest.param("2024-05-01T14:00:00+02:00", "2024-05-01T12:00:00.000000Z", id="offset"),
         pytest.param("2024-05-01 12:00", "2024-05-01T12:00:00.000000Z", id="space-no-seconds"),
-        pytest.param(
-            "2024-05-01T12:00:00.123456789Z", "2024-05-01T12:00:00.123456Z", id="nanos"
-        ),
+        pytest.param("2024-05-01T12:00:00.123456789Z", "2024-05-01T12:00:00.123456Z", id="nanos"),
         pytest.param("2024-05-01T12:00:00.000000Z", "2024-05-01T12:00:00.000000Z", id="canonical"),
         pytest.param("2024-05-01T25:00:00Z", None, id="hour-25"),
         pytest.param("hello world, 12:34", None, id="free-text"),

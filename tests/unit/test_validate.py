@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -16,7 +16,6 @@ import pytest
 from transforms.model.deadletter import EventRejected, Reason
 from transforms.model.validate import Limits, parse_payload, validate_event
 
-UTC = timezone.utc
 OK = "ok"
 KIB = 1024
 
@@ -199,7 +198,9 @@ REJECTIONS = [
         [Reason.INVALID_FIELD],
         id="invalid_field-traits-string",
     ),
-    pytest.param(dumps(event(context=7)), [Reason.INVALID_FIELD], id="invalid_field-context-number"),
+    pytest.param(
+        dumps(event(context=7)), [Reason.INVALID_FIELD], id="invalid_field-context-number"
+    ),
     pytest.param(
         dumps(event("page", name=12)), [Reason.INVALID_FIELD], id="invalid_field-page-name-number"
     ),
@@ -326,9 +327,7 @@ def test_custom_depth_limit() -> None:
         pytest.param(
             event(userId="", anonymousId="a1"), "track", None, "a1", id="empty-userId-is-absent"
         ),
-        pytest.param(
-            event("page", drop=("name",)), "page", None, "a1", id="page-without-name"
-        ),
+        pytest.param(event("page", drop=("name",)), "page", None, "a1", id="page-without-name"),
     ],
 )
 def test_valid_event(ev: dict[str, Any], call: str, user_id: Any, anonymous_id: Any) -> None:

@@ -22,11 +22,19 @@ def method_of(*argv: str) -> str:
         (("--streaming", LOCAL, "--bigquery_storage_endpoint=127.0.0.1:9060"), "STORAGE_WRITE_API"),
         (("--streaming", LOCAL, "--write_method=STREAMING_INSERTS"), "STREAMING_INSERTS"),
         (("--write_method=STREAMING_INSERTS",), "STREAMING_INSERTS"),
-        ((LOCAL, "--write_method=STORAGE_WRITE_API", "--bigquery_storage_endpoint=127.0.0.1:1"),
-         "STORAGE_WRITE_API"),
+        (
+            (LOCAL, "--write_method=STORAGE_WRITE_API", "--bigquery_storage_endpoint=127.0.0.1:1"),
+            "STORAGE_WRITE_API",
+        ),
     ],
-    ids=["batch", "streaming", "streaming-local", "streaming-inserts", "batch-inserts",
-         "batch-storage-write"],
+    ids=[
+        "batch",
+        "streaming",
+        "streaming-local",
+        "streaming-inserts",
+        "batch-inserts",
+        "batch-storage-write",
+    ],
 )
 def test_defaults_and_choices(argv: tuple[str, ...], expected: str) -> None:
     assert method_of(*argv) == expected

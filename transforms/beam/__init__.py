@@ -1,1 +1,1 @@
-"""Beam transforms: the DoFns and composites that run the event model and the warehouse in a graph."""
+"""Beam transforms: the DoFns and composites that run the event model and the warehouse."""

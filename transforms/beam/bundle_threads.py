@@ -9,8 +9,9 @@ these few lines over its ``statesampler`` module.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Sequence, TypeVar
+from typing import TypeVar
 
 from apache_beam.runners.worker import statesampler
 

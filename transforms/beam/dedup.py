@@ -24,7 +24,8 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import deque
-from typing import Any, Iterator, Literal
+from collections.abc import Iterator
+from typing import Any, Literal
 
 import apache_beam as beam
 

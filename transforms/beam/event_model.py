@@ -8,8 +8,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterator, NamedTuple, Tuple
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -17,9 +18,9 @@ from apache_beam.pvalue import PCollection, TaggedOutput
 from apache_beam.transforms.deduplicate import DeduplicatePerKey
 from apache_beam.utils.timestamp import Duration
 
+from transforms.beam.dedup import DeduplicateInProcess, DedupState, resolved_state
 from transforms.model.chain import ModelConfig, RawMessage, RoutedEvent, route_payload, rows_for
 from transforms.model.deadletter import DeadLetter
-from transforms.beam.dedup import DedupState, DeduplicateInProcess, resolved_state
 from transforms.model.normalize import TableRow
 from transforms.model.timestamps import format_timestamp
 
@@ -32,7 +33,7 @@ Clock = Callable[[], datetime]
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class FixedClock:
@@ -143,7 +144,7 @@ class DeduplicateEvents(beam.PTransform):
         keyed = (
             events
             | "CountIn" >> beam.Map(_counted, "dedup_events_in")
-            | "KeyByMessageId" >> beam.Map(dedup_key).with_output_types(Tuple[str, Any])
+            | "KeyByMessageId" >> beam.Map(dedup_key).with_output_types(tuple[str, Any])
         )
         if resolved_state(self._state, events.pipeline) == "in_process":
             unique = keyed | "DeduplicateInProcess" >> beam.ParDo(

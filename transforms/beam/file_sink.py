@@ -55,9 +55,7 @@ def file_naming(label: str = "") -> fileio.FileNaming:
         return named
 
     def labelled(window, pane, shard_index, total_shards, compression, destination):  # noqa: ANN001, ANN202
-        return named(
-            window, pane, shard_index, total_shards, compression, f"{destination}-{label}"
-        )
+        return named(window, pane, shard_index, total_shards, compression, f"{destination}-{label}")
 
     return labelled
 

@@ -19,7 +19,8 @@ import os
 import shutil
 import tempfile
 import uuid
-from typing import Any, BinaryIO, Iterable, Iterator, Mapping, NamedTuple
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, BinaryIO, NamedTuple
 
 import apache_beam as beam
 import orjson
@@ -35,9 +36,9 @@ from pipeline.warehouse import loads
 from pipeline.warehouse.client import NotFound
 from pipeline.warehouse.config import WarehouseConfig
 from transforms.beam.bundle_threads import map_in_bundle
-from transforms.model.deadletter import DeadLetter, EventRejected, Reason, Stage, make_dead_letter
 from transforms.beam.event_model import METRICS_NAMESPACE
 from transforms.beam.sharding import shard_of, shards_for
+from transforms.model.deadletter import DeadLetter, EventRejected, Reason, Stage, make_dead_letter
 
 REFUSED = "refused"
 FILES = "files"
@@ -188,7 +189,7 @@ def _rows_of(paths: Iterable[str]) -> Iterator[tuple[dict[str, Any], str | None]
             FileSystems.open(path, mime_type="application/json") as handle,
             FileSystems.open(events_path(path), mime_type="application/json") as events,
         ):
-            for line, event in zip(handle, events):
+            for line, event in zip(handle, events, strict=True):
                 yield orjson.loads(line), orjson.loads(event)
 
 

@@ -10,7 +10,7 @@ column's type; a row that still does not fit becomes a dead letter.
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import apache_beam as beam
 import orjson
@@ -23,8 +23,8 @@ from pipeline.warehouse.config import WarehouseConfig
 from pipeline.warehouse.manager import SchemaManager, SchemaResult
 from pipeline.warehouse.schema import RowMisfit, fit_row, union
 from transforms.beam.bundle_threads import map_in_bundle
-from transforms.model.deadletter import DeadLetter, EventRejected, Reason, Stage, make_dead_letter
 from transforms.beam.event_model import DEAD_LETTERS, METRICS_NAMESPACE
+from transforms.model.deadletter import DeadLetter, EventRejected, Reason, Stage, make_dead_letter
 from transforms.model.infer import widen
 from transforms.model.normalize import TableRow
 

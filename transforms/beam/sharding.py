@@ -9,7 +9,8 @@ rows, and every copy of one event lands in the same shard (what a per-shard
 from __future__ import annotations
 
 import zlib
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import apache_beam as beam
 

@@ -14,7 +14,8 @@ value its column cannot hold, or a row BigQuery named in ``row_errors``.
 from __future__ import annotations
 
 import threading
-from typing import Any, Iterable, Iterator, Tuple
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.coders import StrUtf8Coder, VarIntCoder
@@ -183,7 +184,7 @@ class StorageWriteRows(beam.PTransform):
         return (
             rows
             | "KeyByTableShard"
-            >> beam.Map(_keyed, shards).with_output_types(Tuple[Tuple[str, str, int], Any])
+            >> beam.Map(_keyed, shards).with_output_types(tuple[tuple[str, str, int], Any])
             | "BatchPerTableShard" >> beam.GroupIntoBatches(BATCH_ROWS, **buffering)
             | "AppendRows" >> beam.ParDo(AppendRowsFn(self._config))
         )

@@ -31,8 +31,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.coders import BooleanCoder, PickleCoder
@@ -50,10 +51,10 @@ from pipeline.warehouse.manager import SchemaManager
 from pipeline.warehouse.merge_rows import STAGING_PREFIX as MERGE_STAGING
 from pipeline.warehouse.schema import RowMisfit, fit_row, from_api, plan_schema, union
 from pipeline.warehouse.users import STAGING_PREFIX as USERS_STAGING
-from transforms.model.deadletter import DeadLetter
 from transforms.beam.event_model import DEAD_LETTERS, METRICS_NAMESPACE
-from transforms.model.normalize import TableRow
 from transforms.beam.schema_sync import fit_to_table
+from transforms.model.deadletter import DeadLetter
+from transforms.model.normalize import TableRow
 
 _LOG = logging.getLogger(__name__)
 MUTATE = "mutate"
@@ -207,8 +208,14 @@ class _Settle:
       finished the bundles it started before, rewrites, and clears the mark.
     """
 
-    def __init__(self, manager: SchemaManager, cache_ttl: float, drain: float,
-                 clock: Callable[[], float], sleep: Callable[[float], None]) -> None:
+    def __init__(
+        self,
+        manager: SchemaManager,
+        cache_ttl: float,
+        drain: float,
+        clock: Callable[[], float],
+        sleep: Callable[[float], None],
+    ) -> None:
         self._manager = manager
         self._wait = cache_ttl + drain
         self._drain = drain
@@ -275,8 +282,11 @@ class _Settle:
             first = (key, deadline) not in _HOLDS_LOGGED
             _HOLDS_LOGGED.add((key, deadline))
         if first:
-            _LOG.warning("%s.%s: holding its rows while a worker rewrites it (mark until %s)",
-                         *key, time.strftime("%H:%M:%S", time.gmtime(deadline)))
+            _LOG.warning(
+                "%s.%s: holding its rows while a worker rewrites it (mark until %s)",
+                *key,
+                time.strftime("%H:%M:%S", time.gmtime(deadline)),
+            )
         return Settled([], rows)
 
     def _clear(self, dataset: str, table: str) -> None:
@@ -285,24 +295,37 @@ class _Settle:
             self._manager.clear_fence(dataset, table)
         except GoogleAPIError as error:
             Metrics.counter(METRICS_NAMESPACE, "schema_fence_clear_failed").inc()
-            _LOG.error("%s.%s: rewrite fence not cleared, it lapses at its deadline: %s",
-                       dataset, table, error)
+            _LOG.error(
+                "%s.%s: rewrite fence not cleared, it lapses at its deadline: %s",
+                dataset,
+                table,
+                error,
+            )
 
 
 class ApplyChanges(beam.DoFn):
     """(table, rows) -> the table changed once for all of them, rows released; rows of a
     table another worker is rewriting go out as ``FENCED`` to ``HoldWhileFenced``."""
 
-    def __init__(self, config: WarehouseConfig, drain_seconds: float = 2.0,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: WarehouseConfig,
+        drain_seconds: float = 2.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._config = config
         self._drain = drain_seconds
         self._clock = clock
         self._settle: _Settle | None = None
 
     def setup(self) -> None:
-        self._settle = _Settle(worker_manager(self._config), self._config.cache_ttl,
-                               self._drain, self._clock, time.sleep)
+        self._settle = _Settle(
+            worker_manager(self._config),
+            self._config.cache_ttl,
+            self._drain,
+            self._clock,
+            time.sleep,
+        )
 
     def process(self, batch: tuple[str, Iterable[TableRow]]) -> Iterator[TableRow | TaggedOutput]:
         assert self._settle is not None
@@ -336,8 +359,13 @@ class HoldWhileFenced(beam.DoFn):
         self._settle: _Settle | None = None
 
     def setup(self) -> None:
-        self._settle = _Settle(worker_manager(self._config), self._config.cache_ttl,
-                               self._drain, self._clock, time.sleep)
+        self._settle = _Settle(
+            worker_manager(self._config),
+            self._config.cache_ttl,
+            self._drain,
+            self._clock,
+            time.sleep,
+        )
 
     def process(
         self,
@@ -392,9 +420,7 @@ class HoldRows(beam.DoFn):
     ARMED = userstate.ReadModifyWriteStateSpec("armed", BooleanCoder())
     TIMER = userstate.TimerSpec("release", TimeDomain.REAL_TIME)
 
-    def __init__(
-        self, delay_seconds: float, now: Callable[[], Timestamp] = Timestamp.now
-    ) -> None:
+    def __init__(self, delay_seconds: float, now: Callable[[], Timestamp] = Timestamp.now) -> None:
         self._delay = delay_seconds
         self._now = now  # the runner's processing-time clock (a test clock in TestStream)
 

@@ -11,7 +11,8 @@ Beam (``RETRY_ON_TRANSIENT_ERROR``).
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import apache_beam as beam
 import orjson
@@ -25,6 +26,10 @@ from pipeline.warehouse.config import WarehouseConfig
 from pipeline.warehouse.merge_rows import insert_missing
 from pipeline.warehouse.schema import from_api
 from pipeline.warehouse.users import latest_traits, merge_users
+from transforms.beam.event_model import METRICS_NAMESPACE, Clock
+from transforms.beam.local_runner import on_local_streaming_runner
+from transforms.beam.sharding import shard_of, shards_for
+from transforms.beam.storage_write import StorageWriteRows
 from transforms.model.deadletter import (
     DEAD_LETTER_SCHEMA,
     DeadLetter,
@@ -35,12 +40,8 @@ from transforms.model.deadletter import (
     dead_letter_row,
     make_dead_letter,
 )
-from transforms.beam.event_model import METRICS_NAMESPACE, Clock
-from transforms.beam.local_runner import on_local_streaming_runner
 from transforms.model.naming import DEAD_LETTER_TABLE
 from transforms.model.normalize import TableRow
-from transforms.beam.sharding import shard_of, shards_for
-from transforms.beam.storage_write import StorageWriteRows
 from transforms.model.timestamps import format_timestamp
 
 _LOG = logging.getLogger(__name__)

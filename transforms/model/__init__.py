@@ -1,1 +1,1 @@
-"""The pure event model: a Segment message to rows or a dead letter, with no Beam and no cloud client."""
+"""The pure event model: a Segment message to rows or a dead letter (no Beam, no cloud client)."""

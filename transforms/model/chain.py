@@ -8,9 +8,10 @@ chain, so what a user previews is exactly what the pipeline writes.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterator, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 from transforms.model.deadletter import DeadLetter, EventRejected, Reason, Stage, make_dead_letter
 from transforms.model.naming import NamingConvention
@@ -19,7 +20,6 @@ from transforms.model.records import builder
 from transforms.model.route import DatasetResolver, SourceConfig, resolve_source
 from transforms.model.timestamps import format_timestamp
 from transforms.model.validate import Limits, ValidEvent, parse_payload, validate_event
-
 
 _LOG = logging.getLogger(__name__)
 REPLAY_ATTRIBUTE = "opentrack_replay"  # set by `opentrack replay` on the messages it publishes
@@ -110,7 +110,12 @@ def route_payload(
             dataset = config.datasets(source)
             yield _routed_event(
                 (
-                    validate_event(event), source, dataset, received_at, payload, replayed,
+                    validate_event(event),
+                    source,
+                    dataset,
+                    received_at,
+                    payload,
+                    replayed,
                     receive_time_known,
                 )
             )

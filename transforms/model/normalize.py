@@ -31,6 +31,7 @@ import itertools
 from datetime import datetime
 from typing import Any, Final, NamedTuple
 
+from transforms.model.deadletter import EventRejected, Reason
 from transforms.model.infer import (
     BOOLEAN,
     FLOAT,
@@ -42,7 +43,6 @@ from transforms.model.infer import (
 )
 from transforms.model.naming import NamingConvention
 from transforms.model.records import builder
-from transforms.model.deadletter import EventRejected, Reason
 from transforms.model.timestamps import (
     TimestampError,
     canonical_timestamp,
@@ -93,9 +93,19 @@ _COMMON_SCHEMAS: Final = {
     present: {
         column: STANDARD_COLUMNS[column]
         for column, wanted in zip(
-            ("id", "received_at", "timestamp", "uuid_ts", "loaded_at", "anonymous_id", "user_id",
-             "sent_at", "original_timestamp"),
+            (
+                "id",
+                "received_at",
+                "timestamp",
+                "uuid_ts",
+                "loaded_at",
+                "anonymous_id",
+                "user_id",
+                "sent_at",
+                "original_timestamp",
+            ),
             (True,) * 5 + present,
+            strict=True,
         )
         if wanted
     }
@@ -305,8 +315,14 @@ def normalize_event(
         base["event_text"] = event_text
         base_schema["event"] = base_schema["event_text"] = STRING
         row, schema = _with_fields(
-            base, base_schema, event.get("properties"), "properties", TRACK_RESERVED,
-            naming, dropped, sent,
+            base,
+            base_schema,
+            event.get("properties"),
+            "properties",
+            TRACK_RESERVED,
+            naming,
+            dropped,
+            sent,
         )
         return [
             _table_row((dataset, table, row, schema, payload, sent or None)),

@@ -8,8 +8,9 @@ the fields are always given in full and in order.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 Record = TypeVar("Record", bound=tuple)
 

@@ -10,8 +10,9 @@ The dataset is the snake_case of the source name ("Production Site" ->
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from transforms.model.deadletter import EventRejected, Reason
 from transforms.model.naming import dataset_name

@@ -9,10 +9,9 @@ as text (dedup, idempotent reruns) whatever offset the client used.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from functools import lru_cache
-from datetime import datetime, timezone
 
-UTC = timezone.utc
 _DIGITS = frozenset("0123456789")
 # A UTC text in the shape clients nearly always send; its canonical form is the
 # same text with the fraction padded to six digits (no re-formatting needed).

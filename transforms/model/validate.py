@@ -186,7 +186,8 @@ def _identity(event: dict[str, Any], key: str) -> str | None:
     if kind is float and value.is_integer():
         raise EventRejected(
             Reason.INVALID_IDENTITY,
-            f"{key} is an integer beyond 64 bits: its digits cannot be kept exactly; send it as text",
+            f"{key} is an integer beyond 64 bits: its digits cannot be kept exactly; "
+            "send it as text",
         )
     raise EventRejected(Reason.INVALID_IDENTITY, f"{key} must be a string or an integer")
 
