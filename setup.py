@@ -13,20 +13,28 @@ INSTALL_REQUIRES = [
     # Strict RFC 8259 parsing (rejects NaN/Infinity, lone surrogates, bad UTF-8)
     # and the fastest encoder for JSON-text columns: the hot path of the product.
     "orjson==3.13.0",
-    # Schema contract files (opentrack schema check|plan|apply).
+    # Schema contract files (opentrack schema check|plan|apply): YAML read strictly,
+    # its structure declared once as pydantic models.
     "PyYAML==6.0.3",
+    "pydantic==2.14.3",
 ]
 
 TEST_REQUIRES = [
     "pytest==9.2.0",
     # Property-based tests of validation and normalization.
     "hypothesis==6.170.15",
+    # The checks the test command runs (tests/test_checks.py; settings in pyproject.toml):
+    # lint and format, types, and the layers' import contracts.
+    "ruff==0.17.5",
+    "mypy==2.4.1",
+    "types-PyYAML==6.0.12.20261122",
+    "import-linter==2.16",
 ]
 
 LOCAL_REQUIRES = [
     # The GCS emulator of the local stack (`opentrack local up`, integration tests).
     # The BigQuery emulator needs Python 3.13 and lives in its own virtualenv,
-    # pinned by pipeline/localstack_requirements.txt.
+    # pinned by pipeline/localstack/requirements.txt.
     "gcp-storage-emulator==2026.7.19",
     # A local S3 server for the s3:// tests (moto's server mode needs Flask).
     "moto[s3]==5.2.6",
@@ -45,7 +53,7 @@ setup(
     description=__doc__,
     python_requires=">=3.11",
     packages=find_packages(include=["pipeline", "pipeline.*", "transforms", "transforms.*"]),
-    package_data={"pipeline": ["samples/*.jsonl", "localstack_requirements.txt"]},
+    package_data={"pipeline": ["samples/*.jsonl"], "pipeline.localstack": ["requirements.txt"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={
         "test": TEST_REQUIRES + LOCAL_REQUIRES,
