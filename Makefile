@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test bench check-dataflow
+.PHONY: install demo check test bench check-dataflow
 
 $(BIN)/.installed: setup.py constraints.txt
 	@echo "== installing into $(VENV): pip, then the pinned dependencies (setup.py, constraints.txt; ~1-2 min the first time)"
@@ -19,7 +19,14 @@ install: $(BIN)/.installed
 demo: install
 	$(BIN)/python -m pipeline.commands.demo
 
-test: install
+# Lint and format, the layers' import contracts, types (settings in pyproject.toml).
+check: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
+
+test: check
 	$(BIN)/python -m pytest -q --durations=25 tests
 
 bench: install

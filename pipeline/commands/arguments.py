@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from typing import NoReturn
 
 ENV_PREFIX = "OPENTRACK_"
 _TRUE = ("1", "true", "yes")
@@ -106,5 +107,5 @@ class OneLineParser(argparse.ArgumentParser):
     """An argparse parser whose usage errors are one line (the flag and what is valid)
     and exit 2, instead of the whole usage block."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}; `{self.prog} --help` lists every option\n")

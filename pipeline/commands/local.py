@@ -52,9 +52,9 @@ def exports(stack: LocalStack) -> str:
 
 def create_topic(stack: LocalStack, name: str) -> tuple[str, str]:
     """Topic ``name`` and subscription ``name`` on the stack's Pub/Sub (kept if present)."""
+    import google.cloud.pubsub_v1 as pubsub_v1
     from google.api_core.exceptions import AlreadyExists
     from google.auth.credentials import AnonymousCredentials
-    from google.cloud import pubsub_v1
 
     options = {"api_endpoint": stack.pubsub_endpoint}
     topic = f"projects/{stack.project}/topics/{name}"

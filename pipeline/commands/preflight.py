@@ -89,7 +89,7 @@ def check_input(patterns: str) -> None:
 
 def check_subscription(subscription: str, seconds: float = PROBE_SECONDS) -> None:
     """The subscription exists (on the emulator when PUBSUB_EMULATOR_HOST is set)."""
-    from google.cloud import pubsub_v1
+    import google.cloud.pubsub_v1 as pubsub_v1
 
     try:
         with pubsub_v1.SubscriberClient() as subscriber:

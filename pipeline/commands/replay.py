@@ -49,7 +49,7 @@ from transforms.model.route import DEFAULT_SOURCE_ATTRIBUTE
 from transforms.model.timestamps import TimestampError, parse_timestamp
 
 if TYPE_CHECKING:
-    from google.cloud import pubsub_v1
+    import google.cloud.pubsub_v1 as pubsub_v1
 
 
 DELETE_CHUNK = 10_000  # fingerprints per DELETE: keeps each request far below BigQuery's limits
@@ -386,7 +386,7 @@ def run_replay(
     if args.output:
         keys = write_jsonl(args.output, rows, summary)
     else:
-        from google.cloud import pubsub_v1  # only the Pub/Sub target needs it
+        import google.cloud.pubsub_v1 as pubsub_v1  # only the Pub/Sub target needs it
 
         # Honours PUBSUB_EMULATOR_HOST; blocks instead of buffering a whole replay in memory.
         flow = pubsub_v1.types.PublishFlowControl(

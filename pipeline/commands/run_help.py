@@ -133,5 +133,6 @@ def beam_help_text() -> str:
         seen.add(cls)
         if "_add_argparse_args" in cls.__dict__:
             group = parser.add_argument_group(cls.__name__)
-            cls._add_argparse_args(group)  # noqa: SLF001 - Beam's registration hook
+            # Beam's registration hook; a group takes add_argument like the parser it declares.
+            cls._add_argparse_args(group)  # type: ignore[arg-type]
     return parser.format_help()

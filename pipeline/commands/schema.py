@@ -32,7 +32,6 @@ from pipeline.commands.arguments import OneLineParser, parse_with_environment
 from pipeline.commands.preflight import first_line, local_stack_hint
 from pipeline.warehouse import identifiers
 from pipeline.warehouse.client import make_client
-from pipeline.warehouse.contract_apply import apply_contract, probe, read_warehouse
 from pipeline.warehouse.contracts import (
     Contract,
     ContractError,
@@ -44,6 +43,7 @@ from pipeline.warehouse.contracts import (
     load_contract,
     plan,
 )
+from pipeline.warehouse.contracts.apply import apply_contract, probe, read_warehouse
 
 OK, DRIFT, ERROR = 0, 1, 2
 

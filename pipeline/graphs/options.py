@@ -21,7 +21,6 @@ from apache_beam.options.pipeline_options import (
 
 from pipeline.warehouse.client import checked_endpoint, is_emulator
 from pipeline.warehouse.config import WarehouseConfig
-from pipeline.warehouse.contracts import parse_contract
 from pipeline.warehouse.manager import TableSettings
 from pipeline.warehouse.schema import MAX_COLUMNS
 from transforms.model.chain import ModelConfig
@@ -299,6 +298,10 @@ def model_config(options: OpenTrackOptions) -> ModelConfig:
 
 def contract_retention(path: str) -> dict[str, int | None]:
     """Declared retention by "dataset.table" and by "dataset", from a contract file."""
+    # Imported here: the contract loader (pydantic) is needed at launch, never on a worker,
+    # which unpickles this module with the graph's functions.
+    from pipeline.warehouse.contracts import parse_contract
+
     with FileSystems.open(path) as handle:
         contract = parse_contract(handle.read().decode("utf-8"), path)
     retention: dict[str, int | None] = {}

@@ -106,6 +106,13 @@ class SyncSchemas(beam.PTransform):
         return fitted, dead
 
 
+class RetryIfSchemaNotVisible(beam.PartitionFn):
+    """Partition 0: a failure to retry (a column not yet visible); 1: a failure for good."""
+
+    def partition_for(self, element: Any, num_partitions: int, *args: Any, **kwargs: Any) -> int:
+        return 0 if schema_not_visible(element[2]) else 1
+
+
 class WriteWithRetries(beam.PTransform):
     """Rows -> BigQuery, rows refused for a not-yet-visible column retried after
     each delay; returns the dead letters of rows refused for good."""
@@ -120,7 +127,7 @@ class WriteWithRetries(beam.PTransform):
         dead = []
         for attempt, delay in enumerate(self._delays, start=1):
             retry, final = failures | f"Classify{attempt}" >> beam.Partition(
-                lambda failure, _n: 0 if schema_not_visible(failure[2]) else 1, 2
+                RetryIfSchemaNotVisible(), 2
             )
             dead.append(final)
             failures = (

@@ -46,7 +46,9 @@ class _TimeoutSession(AuthorizedSession):
         super().__init__(credentials)
         self.default_timeout = default_timeout
 
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+    # The signature forwards every argument of requests' as it came; it only fills a
+    # missing timeout, so repeating requests' long typed signature would add nothing.
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self.default_timeout
         return super().request(method, url, *args, **kwargs)

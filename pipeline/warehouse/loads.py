@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import random
+import shutil
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -172,6 +175,38 @@ def submit_file(
             )
 
     return submit
+
+
+def load_files(
+    client: bigquery.Client,
+    run_id: str,
+    table: bigquery.TableReference,
+    paths: Sequence[str],
+    scratch: str,
+) -> LoadOutcome:
+    """One load of ``paths`` into ``table``: ``gs://`` files by their URIs, local files
+    joined in ``scratch`` into the one file a local load uploads."""
+    if paths[0].startswith("gs://"):
+        return run_load(client, run_id, table, submit_uris(client, table, paths))
+    source = _concatenated(paths, scratch)
+    try:
+        submit = submit_file(client, table, lambda: open(source, "rb"), os.path.getsize(source))
+        return run_load(client, run_id, table, submit)
+    finally:
+        if source not in paths:
+            os.remove(source)
+
+
+def _concatenated(paths: Sequence[str], directory: str) -> str:
+    """One local file holding ``paths`` one after the other."""
+    if len(paths) == 1:
+        return paths[0]
+    combined = os.path.join(directory, f"combined-{uuid.uuid4().hex[:8]}.jsonl")
+    with open(combined, "wb") as out:
+        for path in paths:
+            with open(path, "rb") as part:
+                shutil.copyfileobj(part, out)
+    return combined
 
 
 def insert_reporting(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from google.cloud.bigquery_storage_v1.services.big_query_write.transports import
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from pipeline.warehouse import identifiers
+from pipeline.warehouse.schema import from_api
 
 _LOG = logging.getLogger(__name__)
 _FIELD = descriptor_pb2.FieldDescriptorProto
@@ -223,3 +225,80 @@ def append(
             refused[index] = response.error.message or f"append refused (code {code})"
         pending = []
     return AppendOutcome(0, refused, requests)
+
+
+def append_replacing_lost(
+    client: BigQueryWriteClient,
+    table: str,
+    stream: str | None,
+    offset: int,
+    codec: RowCodec,
+    rows: Sequence[bytes],
+    timeout: float = APPEND_TIMEOUT_S,
+) -> tuple[str, int, AppendOutcome, int]:
+    """``append`` to ``stream`` at ``offset``, on a new stream of ``table`` when there is
+    none or it is lost (once). Returns the stream, the offset the rows went to, the
+    outcome and how many streams were created."""
+    created = 0
+    for _ in range(2):
+        if stream is None:
+            stream, offset = create_stream(client, table), 0
+            created += 1
+        try:
+            return stream, offset, append(client, stream, codec, rows, offset, timeout), created
+        except StreamLost:
+            stream = None
+    raise StreamLost(f"{table}: no usable write stream")
+
+
+Failure = tuple[str, Any, list[dict[str, str]]]
+
+
+def failure(destination: str, row: Any, message: str) -> Failure:
+    """A refused row in the shape of Beam's failed rows: ``(destination, row, errors)``."""
+    return destination, row, [{"reason": "invalid", "message": message}]
+
+
+class TableCodecs:
+    """Each table's columns and row codec, read from the live table once and again only
+    when a row no longer fits (a column added or widened by the schema step since).
+
+    Shared by the worker process, not kept per DoFn: the local streaming runner unpickles
+    a fresh DoFn for every bundle, which would read every table each time."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._known: dict[tuple[str, str, str], tuple[frozenset[str], RowCodec]] = {}
+
+    def _codec(
+        self, tables: Any, key: tuple[str, str, str], fresh: bool
+    ) -> tuple[frozenset[str], RowCodec]:
+        known = self._known.get(key)
+        if known is None or fresh:
+            schema = from_api(tables.get_table(".".join(key)).schema)
+            known = (frozenset(schema), codec_for(schema))
+            with self._lock:
+                self._known[key] = known
+        return known
+
+    def encode(
+        self, tables: Any, key: tuple[str, str, str], rows: Sequence[Any], destination: str
+    ) -> tuple[RowCodec, list[tuple[Any, bytes]], list[Failure]]:
+        """The rows of table ``key`` (project, dataset, table) as proto bytes, and the
+        failures of rows that do not fit, after one fresh read of the table."""
+        for fresh in (False, True):
+            columns, codec = self._codec(tables, key, fresh)
+            encoded: list[tuple[Any, bytes]] = []
+            failures: list[Failure] = []
+            for row in rows:
+                unknown = [name for name in row if name not in columns]
+                if unknown:
+                    failures.append(failure(destination, row, f"no such field: {unknown[0]}."))
+                    continue
+                try:
+                    encoded.append((row, codec.encode(row)))
+                except (ValueError, TypeError, OverflowError) as error:
+                    failures.append(failure(destination, row, f"invalid value: {error}"))
+            if not failures:
+                break
+        return codec, encoded, failures

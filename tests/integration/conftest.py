@@ -13,12 +13,8 @@ missing emulator cannot pass for a green run.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -145,31 +141,10 @@ def pubsub_subscriber(pubsub_emulator: str) -> Iterator[pubsub_v1.SubscriberClie
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A local S3 server (moto's server mode) on 127.0.0.1; its endpoint URL."""
-    port = localstack.free_port()
     log = tmp_path_factory.mktemp("s3") / "moto.log"
-    with log.open("wb") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while not _answers(endpoint):
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the S3 server did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.2)
+    with ExitStack() as stack:
+        try:
+            endpoint = stack.enter_context(localstack.s3_server(log))
+        except localstack.LocalStackError as error:
+            pytest.fail(str(error))
         yield endpoint
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-
-
-def _answers(endpoint: str) -> bool:
-    try:
-        urllib.request.urlopen(endpoint, timeout=1).close()
-    except urllib.error.HTTPError:
-        return True  # an S3 error document is an answer
-    except OSError:
-        return False
-    return True

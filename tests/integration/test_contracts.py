@@ -19,7 +19,6 @@ import pytest
 from google.cloud import bigquery
 
 from pipeline.commands import schema as schema_cli
-from pipeline.warehouse.contract_apply import read_warehouse
 from pipeline.warehouse.contracts import (
     CLUSTERING_DRIFT,
     EXTRA_FIELD,
@@ -35,6 +34,7 @@ from pipeline.warehouse.contracts import (
     diff,
     load_contract,
 )
+from pipeline.warehouse.contracts.apply import read_warehouse
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "templates" / "contracts" / "example.yaml"
@@ -252,8 +252,10 @@ def test_check_reports_every_kind_of_drift(schema: Run, bq_client, tmp_path) -> 
     ]
     for line in expected_lines:
         assert line in out, f"{line!r} not in:\n{out}"
-    for kind in (MISSING_DATASET, MISSING_TABLE, MISSING_FIELD, EXTRA_FIELD, TYPE_DRIFT,
-                 MODE_DRIFT, PARTITIONING_DRIFT, RETENTION_DRIFT, CLUSTERING_DRIFT, VERSION_DRIFT):  # fmt: skip
+    kinds = (MISSING_DATASET, MISSING_TABLE, MISSING_FIELD, EXTRA_FIELD, TYPE_DRIFT,
+             MODE_DRIFT, PARTITIONING_DRIFT, RETENTION_DRIFT, CLUSTERING_DRIFT,
+             VERSION_DRIFT)  # fmt: skip
+    for kind in kinds:
         assert kind in out
     assert out.strip().splitlines()[-1].startswith("DRIFT: 18 drifts")
 
@@ -390,7 +392,8 @@ def test_apply_removes_expiration_and_clustering_and_relabels(
     path.write_text(
         f"datasets:\n  - name: {dataset}\n    description: Logs.\n    tables:\n"
         "      - name: logs\n        description: new\n        partitioning: {field: at}\n"
-        "        retention: none\n        fields: [{name: at, type: DATE}, {name: k, type: STRING}]\n"
+        "        retention: none\n"
+        "        fields: [{name: at, type: DATE}, {name: k, type: STRING}]\n"
     )
 
     code, out, err = schema("apply", "--contracts", str(path))
@@ -426,7 +429,7 @@ def test_apply_patches_under_the_table_etag_and_replans_after_a_race(
 ) -> None:
     from google.auth.credentials import AnonymousCredentials
 
-    from pipeline.warehouse.contract_apply import apply_contract
+    from pipeline.warehouse.contracts.apply import apply_contract
 
     dataset = fresh("contract_race")
     project = bq_client.project
@@ -477,7 +480,8 @@ def test_apply_on_the_example_contract_creates_everything(schema: Run, bq_client
     assert columns[-3:] == ["created_at", "updated_at", "version"]
     assert not any(c.lower().startswith("_partition") for c in columns)
     for name, days in [("commerce.memberships", 2557), ("commerce.raffles", 2557),
-                       ("commerce.raffle_tickets", 2557), ("customer_memory.customer_profiles", 731),
+                       ("commerce.raffle_tickets", 2557),
+                       ("customer_memory.customer_profiles", 731),
                        ("customer_memory.interactions", 731)]:  # fmt: skip
         assert (
             bq_client.get_table(f"{project}.{name}").time_partitioning.expiration_ms
@@ -498,8 +502,8 @@ def test_apply_on_the_example_contract_creates_everything(schema: Run, bq_client
         == 2557 * DAY_MS
     )
     assert bq_client.get_dataset(f"{project}.analytics").default_partition_expiration_ms is None
-    line_items = next(f for f in bq_client.get_table(f"{project}.analytics.lightspeed_transactions").schema
-                      if f.name == "line_items")  # fmt: skip
+    transactions = bq_client.get_table(f"{project}.analytics.lightspeed_transactions")
+    line_items = next(f for f in transactions.schema if f.name == "line_items")
     assert (line_items.field_type, line_items.mode) == ("RECORD", "REPEATED")
 
     code, out, _ = schema("check", "--contracts", str(EXAMPLE))

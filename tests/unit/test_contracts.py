@@ -16,7 +16,6 @@ import pytest
 from google.cloud import bigquery
 
 from pipeline.commands import schema as schema_cli
-from pipeline.warehouse import contract_apply
 from pipeline.warehouse.contracts import (
     CLUSTERING_DRIFT,
     DATASET_DESCRIPTION,
@@ -58,6 +57,7 @@ from pipeline.warehouse.contracts import (
     table_patch,
     widenings,
 )
+from pipeline.warehouse.contracts import apply as contract_apply
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "templates" / "contracts" / "example.yaml"
 

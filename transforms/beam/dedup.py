@@ -52,8 +52,8 @@ class SeenKeys:
             seen_at, old = arrivals.popleft()
             if first_seen.get(old) == seen_at:  # not re-admitted since
                 del first_seen[old]
-        seen_at = first_seen.get(key)
-        if seen_at is not None and event_time - seen_at < self.window:
+        last_seen = first_seen.get(key)
+        if last_seen is not None and event_time - last_seen < self.window:
             return False
         first_seen[key] = event_time
         arrivals.append((event_time, key))

@@ -6,6 +6,7 @@ service) and by the tests; the BigQuery writer takes its place in production.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 import apache_beam as beam
@@ -47,14 +48,22 @@ def _destination(record: tuple[str, Any]) -> str:
     return record[0]
 
 
-def file_naming(label: str = "") -> fileio.FileNaming:
+def file_naming(label: str = "") -> Callable[..., str]:
     """``<dataset>.<table>[-<label>]-<shard>...jsonl``: a label keeps the files of one
     slice of a sliced run from overwriting another's."""
-    named = fileio.destination_prefix_naming(suffix=FILE_SUFFIX)
+    # Beam's FileNaming alias lists seven arguments; its namers are called with six.
+    named: Callable[..., str] = fileio.destination_prefix_naming(suffix=FILE_SUFFIX)
     if not label:
         return named
 
-    def labelled(window, pane, shard_index, total_shards, compression, destination):  # noqa: ANN001, ANN202
+    def labelled(
+        window: Any,
+        pane: Any,
+        shard_index: int,
+        total_shards: int,
+        compression: Any,
+        destination: str,
+    ) -> str:
         return named(window, pane, shard_index, total_shards, compression, f"{destination}-{label}")
 
     return labelled

@@ -16,11 +16,10 @@ for that table only, and only the rows it names become dead letters, with its er
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import apache_beam as beam
 import orjson
@@ -46,6 +45,7 @@ RUN_DIRECTORY_PREFIX = "opentrack-loads-"
 # Load jobs of one bundle in flight at once: each is a wait on BigQuery (measured on the
 # emulator, 18 loads: 3.1 s one by one, 1.6 s two at a time, 1.5 s four at a time).
 LOAD_CONCURRENCY = 4
+Item = TypeVar("Item")
 
 
 class LoadFile(NamedTuple):
@@ -170,18 +170,6 @@ class WriteLoadFilesFn(_Client):
             FileSystems.delete([path, events_path(path)])
 
 
-def _concatenated(paths: list[str], directory: str) -> str:
-    """One local file holding ``paths`` one after the other (a local load uploads one file)."""
-    if len(paths) == 1:
-        return paths[0]
-    combined = os.path.join(directory, f"combined-{uuid.uuid4().hex[:8]}.jsonl")
-    with open(combined, "wb") as out:
-        for path in paths:
-            with open(path, "rb") as part:
-                shutil.copyfileobj(part, out)
-    return combined
-
-
 def _rows_of(paths: Iterable[str]) -> Iterator[tuple[dict[str, Any], str | None]]:
     """The rows of load files with their events (from the sidecars), in file order."""
     for path in paths:
@@ -191,6 +179,18 @@ def _rows_of(paths: Iterable[str]) -> Iterator[tuple[dict[str, Any], str | None]
         ):
             for line, event in zip(handle, events, strict=True):
                 yield orjson.loads(line), orjson.loads(event)
+
+
+def _chunked(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
+    """``items`` in lists of ``size`` (the last shorter), read lazily."""
+    chunk: list[Item] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 class _Loaded(NamedTuple):
@@ -248,51 +248,23 @@ class LoadTablesFn(_Client):
 
     def _load(self, dataset: str, table_name: str, paths: list[str]) -> _Loaded:
         table = self.reference(dataset, table_name)
-        local = not paths[0].startswith("gs://")
-        source = _concatenated(paths, self._directory) if local else None
-        try:
-            if source is not None:
-                submit = loads.submit_file(
-                    self._client, table, lambda: _open_binary(source), os.path.getsize(source)
-                )
-            else:
-                submit = loads.submit_uris(self._client, table, paths)
-            outcome = loads.run_load(self._client, self._run_id, table, submit)
-            return _Loaded(dataset, table_name, paths, outcome)
-        finally:
-            if source is not None and source not in paths:
-                os.remove(source)
+        outcome = loads.load_files(self._client, self._run_id, table, paths, self._directory)
+        return _Loaded(dataset, table_name, paths, outcome)
 
     def _row_by_row(self, loaded: _Loaded) -> Iterator[DeadLetter]:
+        """The rows of a load BigQuery refused, inserted row by row: the refused ones' dead
+        letters, with the load's error."""
         table = self.reference(loaded.dataset, loaded.table)
         outcome = loaded.outcome
-        load_error = f"load job {outcome.job_ids[-1]} refused: {outcome.errors[0]}"
-        chunk: list[tuple[dict[str, Any], str | None]] = []
-        for row_and_event in _rows_of(loaded.paths):
-            chunk.append(row_and_event)
-            if len(chunk) == loads.INSERT_CHUNK:
-                yield from self._insert(loaded.dataset, loaded.table, table, chunk, load_error)
-                chunk = []
-        if chunk:
-            yield from self._insert(loaded.dataset, loaded.table, table, chunk, load_error)
-
-    def _insert(
-        self,
-        dataset: str,
-        table_name: str,
-        table: Any,
-        chunk: list[tuple[dict[str, Any], str | None]],
-        why: str,
-    ) -> Iterator[DeadLetter]:
-        self._row_level.inc(len(chunk))
-        rows = [row for row, _ in chunk]
-        for index, error in loads.insert_reporting(self._client, table, rows).items():
-            row, event = chunk[index]
-            yield refused_dead_letter(dataset, table_name, row, f"{error} ({why})", event)
-
-
-def _open_binary(path: str) -> BinaryIO:
-    return open(path, "rb")
+        why = f"load job {outcome.job_ids[-1]} refused: {outcome.errors[0]}"
+        for chunk in _chunked(_rows_of(loaded.paths), loads.INSERT_CHUNK):
+            self._row_level.inc(len(chunk))
+            rows = [row for row, _ in chunk]
+            for index, error in loads.insert_reporting(self._client, table, rows).items():
+                row, event = chunk[index]
+                yield refused_dead_letter(
+                    loaded.dataset, loaded.table, row, f"{error} ({why})", event
+                )
 
 
 class LoadRows(beam.PTransform):

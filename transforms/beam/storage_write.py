@@ -25,7 +25,6 @@ from apache_beam.transforms import userstate
 
 from pipeline.warehouse import storage_write
 from pipeline.warehouse.config import WarehouseConfig
-from pipeline.warehouse.schema import from_api
 from transforms.beam.event_model import METRICS_NAMESPACE
 from transforms.beam.sharding import shard_of, shards_for
 
@@ -36,10 +35,9 @@ DATAFLOW_SHARDS = 4  # streams per table on Dataflow; one worker locally
 
 # Kept by the worker process, not the DoFn: the local streaming runner unpickles a fresh
 # DoFn for every bundle, which would open a gRPC channel and read every table each time.
-# A cached codec is replaced as soon as a row no longer fits it (``AppendRowsFn._encoded``).
 _SHARED_LOCK = threading.Lock()
 _WRITE_CLIENTS: dict[str | None, Any] = {}
-_CODECS: dict[tuple[str, str, str], tuple[frozenset[str], storage_write.RowCodec]] = {}
+_CODECS = storage_write.TableCodecs()
 
 
 def _write_client(endpoint: str | None) -> Any:
@@ -47,10 +45,6 @@ def _write_client(endpoint: str | None) -> Any:
         if endpoint not in _WRITE_CLIENTS:
             _WRITE_CLIENTS[endpoint] = storage_write.write_client(endpoint)
         return _WRITE_CLIENTS[endpoint]
-
-
-def _failure(destination: str, row: Any, message: str) -> tuple[str, Any, list[dict[str, str]]]:
-    return destination, row, [{"reason": "invalid", "message": message}]
 
 
 class AppendRowsFn(beam.DoFn):
@@ -75,81 +69,37 @@ class AppendRowsFn(beam.DoFn):
         if self._tables is not None:
             self._tables.close()
 
-    def _codec(
-        self, dataset: str, table: str, fresh: bool = False
-    ) -> tuple[frozenset[str], storage_write.RowCodec]:
-        """The table's columns and codec, read from the live table when ``fresh`` or not
-        known yet (one get per table, again only after a schema change)."""
-        key = (self._config.project, dataset, table)
-        known = _CODECS.get(key)
-        if known is None or fresh:
-            live = self._tables.get_table(".".join(key))
-            schema = from_api(live.schema)
-            known = (frozenset(schema), storage_write.codec_for(schema))
-            with _SHARED_LOCK:
-                _CODECS[key] = known
-        return known
-
-    def _encoded(
-        self, dataset: str, table: str, rows: list[Any], destination: str
-    ) -> tuple[storage_write.RowCodec, list[tuple[Any, bytes]], list[Any]]:
-        """The rows as proto bytes, and failures for rows that do not fit. A row that does
-        not fit the cached schema has the table read again first (a column added or
-        widened by the schema step since)."""
-        for fresh in (False, True):
-            columns, codec = self._codec(dataset, table, fresh)
-            encoded: list[tuple[Any, bytes]] = []
-            failures: list[Any] = []
-            for row in rows:
-                unknown = [name for name in row if name not in columns]
-                if unknown:
-                    failures.append(_failure(destination, row, f"no such field: {unknown[0]}."))
-                    continue
-                try:
-                    encoded.append((row, codec.encode(row)))
-                except (ValueError, TypeError, OverflowError) as error:
-                    failures.append(_failure(destination, row, f"invalid value: {error}"))
-            if not failures:
-                break
-        return codec, encoded, failures
-
     def process(
         self,
         element: tuple[tuple[str, str, int], Iterable[Any]],
-        stream=beam.DoFn.StateParam(STREAM),  # noqa: B008 - Beam's way of naming state
-        offset=beam.DoFn.StateParam(OFFSET),  # noqa: B008
+        stream: Any = beam.DoFn.StateParam(STREAM),  # noqa: B008 - Beam's way of naming state
+        offset: Any = beam.DoFn.StateParam(OFFSET),  # noqa: B008
     ) -> Iterator[Any]:
         (dataset, table, _shard), batch = element
-        rows = list(batch)
-        destination = f"{self._config.project}:{dataset}.{table}"
-        codec, encoded, failures = self._encoded(dataset, table, rows, destination)
+        project = self._config.project
+        destination = f"{project}:{dataset}.{table}"
+        codec, encoded, failures = _CODECS.encode(
+            self._tables, (project, dataset, table), list(batch), destination
+        )
         yield from failures
         name, next_offset = stream.read(), offset.read() or 0
-        table_path = storage_write.table_path(self._config.project, dataset, table)
+        table_path = storage_write.table_path(project, dataset, table)
         for chunk in _chunks(encoded, storage_write.MAX_REQUEST_BYTES):
-            for _ in range(2):  # a lost stream is replaced once per chunk
-                if name is None:
-                    name, next_offset = storage_write.create_stream(self._client, table_path), 0
-                    self._streams.inc()
-                try:
-                    outcome = storage_write.append(
-                        self._client,
-                        name,
-                        codec,
-                        [data for _, data in chunk],
-                        next_offset,
-                        self._config.request_timeout,
-                    )
-                    break
-                except storage_write.StreamLost:
-                    name = None
-            else:
-                raise storage_write.StreamLost(f"{table_path}: no usable write stream")
+            name, next_offset, outcome, created = storage_write.append_replacing_lost(
+                self._client,
+                table_path,
+                name,
+                next_offset,
+                codec,
+                [data for _, data in chunk],
+                self._config.request_timeout,
+            )
+            self._streams.inc(created)
             self._requests.inc(outcome.requests)
             self._rows.inc(outcome.written)
             next_offset += outcome.written
             for index, message in outcome.refused.items():
-                yield _failure(destination, chunk[index][0], message)
+                yield storage_write.failure(destination, chunk[index][0], message)
         if name is not None:
             stream.write(name)
             offset.write(next_offset)

@@ -171,7 +171,7 @@ class RouteBySchema(beam.DoFn):
         self, row: TableRow, side: ManagedTables | None = None
     ) -> Iterator[TableRow | TaggedOutput]:
         key = (row.dataset, row.table)
-        known = self._manager.peek(*key) if self._manager else None  # type: ignore[union-attr]
+        known = self._manager.peek(*key) if self._manager else None
         if known is None and side is not None:
             known = side.schemas.get(key)
         if known is not None and not self._fenced(key, side):
@@ -234,7 +234,7 @@ class _Settle:
             manager.read_fence(dataset, table)
         current = manager.cached_schema(dataset, table)  # at most cache_ttl old
         deadline = manager.fence_deadline(dataset, table)
-        if fence.is_live(deadline, self._clock()):
+        if deadline is not None and fence.is_live(deadline, self._clock()):
             return self._hold(key, rows, deadline)
         wanted = union(row.schema for row in rows)
         plan = plan_schema(current, wanted) if current is not None else None

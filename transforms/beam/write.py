@@ -20,12 +20,13 @@ from apache_beam.io.gcp.bigquery import BigQueryDisposition, WriteToBigQuery
 from apache_beam.io.gcp.bigquery_tools import RetryStrategy
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import AsDict, PCollection
+from google.cloud import bigquery
 
-from pipeline.warehouse.beam_client import EndpointBigQueryClient
 from pipeline.warehouse.config import WarehouseConfig
 from pipeline.warehouse.merge_rows import insert_missing
 from pipeline.warehouse.schema import from_api
 from pipeline.warehouse.users import latest_traits, merge_users
+from transforms.beam.endpoint_client import EndpointBigQueryClient
 from transforms.beam.event_model import METRICS_NAMESPACE, Clock
 from transforms.beam.local_runner import on_local_streaming_runner
 from transforms.beam.sharding import shard_of, shards_for
@@ -115,7 +116,7 @@ def failure_to_row(failure: tuple[Any, dict[str, Any], list[Any]]) -> TableRow:
 LOCAL_STREAMING_SHARDS = 1
 
 
-def _local_streaming_shards(pipeline: beam.Pipeline) -> dict[str, int]:
+def _local_streaming_shards(pipeline: beam.Pipeline) -> dict[str, Any]:
     """WriteToBigQuery's ``num_streaming_keys`` for the local streaming runner."""
     if on_local_streaming_runner(pipeline):
         return {"num_streaming_keys": LOCAL_STREAMING_SHARDS}
@@ -170,7 +171,7 @@ class InsertMissingFn(beam.DoFn):
 
     def __init__(self, config: WarehouseConfig) -> None:
         self._config = config
-        self._client = None
+        self._client: bigquery.Client | None = None
         self._staged = Metrics.counter(METRICS_NAMESPACE, "merge_rows_staged")
 
     def setup(self) -> None:
@@ -183,6 +184,7 @@ class InsertMissingFn(beam.DoFn):
     ) -> Iterator[int]:
         (dataset, table, _shard), rows = element
         schema = schemas[(dataset, table)][0]
+        assert self._client is not None, "setup() makes the client"
         staged = insert_missing(self._client, self._config.project, dataset, table, rows, schema)
         self._staged.inc(staged)
         yield staged
@@ -270,7 +272,7 @@ class MergeUsersFn(beam.DoFn):
 
     def __init__(self, config: WarehouseConfig) -> None:
         self._config = config
-        self._client = None
+        self._client: bigquery.Client | None = None
         self._merged = Metrics.counter(METRICS_NAMESPACE, "users_rows_merged")
 
     def setup(self) -> None:
@@ -280,6 +282,7 @@ class MergeUsersFn(beam.DoFn):
         self, element: tuple[str, Iterable[dict[str, Any]]], schemas: dict[Any, Any]
     ) -> Iterator[int]:
         dataset, rows = element
+        assert self._client is not None, "setup() makes the client"
         known = schemas.get((dataset, "users"))
         if known is not None:
             schema = known[0]

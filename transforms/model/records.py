@@ -12,7 +12,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar
 
-Record = TypeVar("Record", bound=tuple)
+Record = TypeVar("Record", bound=tuple[Any, ...])
 
 
 def builder(record_type: type[Record]) -> Callable[[tuple[Any, ...]], Record]:

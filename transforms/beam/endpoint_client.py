@@ -14,6 +14,7 @@ from typing import Any
 
 from apache_beam.io.gcp.internal.clients.bigquery import BigqueryV2
 from apache_beam.metrics import Metrics
+from google.cloud import bigquery
 
 from pipeline.warehouse.client import REQUEST_TIMEOUT_S, make_client
 
@@ -25,7 +26,7 @@ class EndpointBigQueryClient(BigqueryV2):
         self._project = project
         self._endpoint = endpoint
         self._request_timeout = request_timeout
-        self._gcp_client = None
+        self._gcp_client: bigquery.Client | None = None
         super().__init__(
             url=f"{endpoint.rstrip('/')}/bigquery/v2/", get_credentials=False, credentials=None
         )

@@ -1,10 +1,10 @@
 """The BigQuery side of schema contracts: read the live warehouse, apply the safe steps.
 
-Reading turns API objects into the pure model of ``contracts`` (types under their
+Reading turns API objects into the pure dataclasses of ``model`` (types under their
 standard SQL names), so checking and planning stay pure and unit-tested.
 
 Applying never trusts a plan made earlier: for each dataset and table it re-reads the
-live object, re-plans it (``contracts.plan``) and sends only the safe steps:
+live object, re-plans it (``plan.plan``) and sends only the safe steps:
 
 * a missing dataset or table is created from the contract, with its partitioning,
   partition expiration, clustering, labels (schema version included) and descriptions;
@@ -42,23 +42,23 @@ from pipeline.warehouse.client import (
     PreconditionFailed,
     conflict_backoff,
 )
-from pipeline.warehouse.contracts import (
+from pipeline.warehouse.contracts.drift import TYPE_DRIFT, diff_dataset_settings, diff_table
+from pipeline.warehouse.contracts.model import (
     NULLABLE,
-    TYPE_DRIFT,
     Contract,
     DatasetContract,
     Field,
     LiveDataset,
     LiveTable,
     Partitioning,
-    Step,
     TableContract,
-    TablePatch,
     Warehouse,
     canonical_type,
+)
+from pipeline.warehouse.contracts.plan import (
+    Step,
+    TablePatch,
     dataset_patch,
-    diff_dataset_settings,
-    diff_table,
     plan,
     table_patch,
     widenings,
@@ -175,7 +175,8 @@ def field_to_api(column: Field) -> bigquery.SchemaField:
         column.name,
         _API_TYPES.get(column.type, column.type),
         mode=column.mode,
-        description=column.description,
+        # None is sent as null (no description); the client's annotation leaves it out.
+        description=column.description,  # type: ignore[arg-type]
         fields=[field_to_api(f) for f in column.fields],
     )
 
