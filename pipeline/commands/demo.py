@@ -20,7 +20,7 @@ from pipeline.commands.run import counters, run
 from pipeline.warehouse.client import make_client
 from pipeline.warehouse.report import warehouse_summary
 
-SAMPLE_EVENTS = Path(__file__).resolve().parent / "samples" / "events.jsonl"
+SAMPLE_EVENTS = Path(__file__).resolve().parents[1] / "samples" / "events.jsonl"
 DATASETS = ("demo_site", "mobile_app")
 
 

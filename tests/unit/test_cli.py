@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.commands import backfill, cli, replay
+from pipeline.commands import backfill, cli, demo, replay
 from pipeline.commands import local as local_cli
 from pipeline.commands import schema as schema_cli
 from pipeline.commands.arguments import env_name, snake_flags, with_environment
@@ -206,3 +206,7 @@ def test_a_long_replay_says_how_far_it_is(capsys: pytest.CaptureFixture[str]) ->
     assert capsys.readouterr().err.splitlines() == [
         "replay: 10,000 dead letters read", "replay: 20,000 dead letters read",
     ]  # fmt: skip
+
+
+def test_the_demo_reads_the_sample_events_the_package_ships() -> None:
+    assert demo.SAMPLE_EVENTS.is_file(), demo.SAMPLE_EVENTS
