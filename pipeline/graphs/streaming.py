@@ -19,6 +19,7 @@ from apache_beam.transforms.periodicsequence import PeriodicImpulse
 
 from pipeline.graphs.options import OpenTrackOptions, OptionError, model_config, warehouse_config
 from pipeline.warehouse.config import WarehouseConfig
+from transforms.beam.dead_letters import StoreDeadLetters
 from transforms.beam.event_model import (
     DEAD_LETTERS,
     Clock,
@@ -26,6 +27,7 @@ from transforms.beam.event_model import (
     EventsToRowsResult,
     utc_now,
 )
+from transforms.beam.local_runner import on_local_streaming_runner, shorten_pubsub_pulls
 from transforms.beam.streaming import (
     FENCED,
     MUTATE,
@@ -37,12 +39,10 @@ from transforms.beam.streaming import (
     schema_not_visible,
 )
 from transforms.beam.write import (
-    DeadLettersToRows,
     MergeUsers,
     WriteRows,
     failure_to_row,
     rejected_row_dead_letter,
-    report_lost,
 )
 from transforms.model.chain import RawMessage
 from transforms.model.normalize import TableRow
@@ -159,6 +159,8 @@ def build_streaming_graph(pipeline: beam.Pipeline, clock: Clock = utc_now) -> Ev
         raise OptionError("--subscription projects/P/subscriptions/S is required with --streaming")
     config = model_config(options)
     warehouse = warehouse_config(options)
+    if on_local_streaming_runner(pipeline):
+        shorten_pubsub_pulls()
     default_source = config.sources.default_source
     delays = tuple(float(d) for d in options.schema_retry_delays.split(",") if d.strip())
 
@@ -168,13 +170,10 @@ def build_streaming_graph(pipeline: beam.Pipeline, clock: Clock = utc_now) -> Ev
         | "ToMessages" >> beam.Map(pubsub_to_message)
         | "EventModel" >> EventsToRows(config, clock, options.dedup_window_seconds)
     )
-    early_dead = model.dead_letters | "DeadLettersToRows" >> beam.ParDo(
-        DeadLettersToRows(default_source, clock)
-    )
-    rows = (model.rows, early_dead) | "RowsAndDeadLetters" >> beam.Flatten()
+    rows = model.rows
+    dead_letters = [model.dead_letters]
 
     schemas = None
-    misfits = [pipeline | "NoMisfits" >> beam.Create([])]
     if warehouse.auto_table_management and _side_input_wanted(pipeline):
         schemas = (
             pipeline
@@ -191,7 +190,7 @@ def build_streaming_graph(pipeline: beam.Pipeline, clock: Clock = utc_now) -> Ev
         rows, schema_dead = rows | "SyncSchemas" >> SyncSchemas(
             warehouse, schemas, options.mutation_batch_seconds, options.rewrite_drain_seconds
         )
-        misfits.append(schema_dead)
+        dead_letters.append(schema_dead)
 
     users = (
         rows
@@ -213,20 +212,10 @@ def build_streaming_graph(pipeline: beam.Pipeline, clock: Clock = utc_now) -> Ev
         | "TableRows" >> beam.Filter(lambda row: not _is_users(row))
         | "WriteRows" >> WriteWithRetries(warehouse, delays)
     )
-    late = (
-        (*misfits, refused)
-        | "LateDeadLetters" >> beam.Flatten()
-        | "LateDeadLettersToRows" >> beam.ParDo(DeadLettersToRows(default_source, clock))
+    dead_letters.append(refused)
+    _ = (
+        dead_letters
+        | "DeadLetters" >> beam.Flatten()
+        | "StoreDeadLetters" >> beam.ParDo(StoreDeadLetters(warehouse, default_source, clock))
     )
-    if warehouse.auto_table_management:
-        late, late_misfits = late | "SyncDeadLetterSchemas" >> SyncSchemas(
-            warehouse, schemas, options.mutation_batch_seconds, options.rewrite_drain_seconds
-        )
-        _ = late_misfits | "ReportLostMisfits" >> beam.Map(report_lost)
-    lost = (
-        late
-        | "WriteDeadLetters" >> WriteRows(warehouse)
-        | "LostToDeadLetters" >> beam.Map(rejected_row_dead_letter)
-    )
-    _ = lost | "ReportLostDeadLetters" >> beam.Map(report_lost)
     return model
