@@ -19,7 +19,6 @@ from apache_beam.transforms.periodicsequence import PeriodicImpulse
 
 from pipeline.graphs.options import OpenTrackOptions, OptionError, model_config, warehouse_config
 from pipeline.warehouse.config import WarehouseConfig
-from transforms.beam.dead_letters import StoreDeadLetters
 from transforms.beam.event_model import (
     DEAD_LETTERS,
     Clock,
@@ -27,7 +26,6 @@ from transforms.beam.event_model import (
     EventsToRowsResult,
     utc_now,
 )
-from transforms.beam.local_runner import on_local_streaming_runner, shorten_pubsub_pulls
 from transforms.beam.streaming import (
     FENCED,
     MUTATE,
@@ -39,10 +37,12 @@ from transforms.beam.streaming import (
     schema_not_visible,
 )
 from transforms.beam.write import (
+    DeadLettersToRows,
     MergeUsers,
     WriteRows,
     failure_to_row,
     rejected_row_dead_letter,
+    report_lost,
 )
 from transforms.model.chain import RawMessage
 from transforms.model.normalize import TableRow
@@ -159,8 +159,6 @@ def build_streaming_graph(pipeline: beam.Pipeline, clock: Clock = utc_now) -> Ev
         raise OptionError("--subscription projects/P/subscriptions/S is required with --streaming")
     config = model_config(options)
     warehouse = warehouse_config(options)
-    if on_local_streaming_runner(pipeline):
-        shorten_pubsub_pulls()
     default_source = config.sources.default_source
     delays = tuple(float(d) for d in options.schema_retry_delays.split(",") if d.strip())
 
@@ -170,10 +168,13 @@ def build_streaming_graph(pipeline: beam.Pipeline, clock: Clock = utc_now) -> Ev
         | "ToMessages" >> beam.Map(pubsub_to_message)
         | "EventModel" >> EventsToRows(config, clock, options.dedup_window_seconds)
     )
-    rows = model.rows
-    dead_letters = [model.dead_letters]
+    early_dead = model.dead_letters | "DeadLettersToRows" >> beam.ParDo(
+        DeadLettersToRows(default_source, clock)
+    )
+    rows = (model.rows, early_dead) | "RowsAndDeadLetters" >> beam.Flatten()
 
     schemas = None
+    misfits = [pipeline | "NoMisfits" >> beam.Create([])]
     if warehouse.auto_table_management and _side_input_wanted(pipeline):
         schemas = (
             pipeline
@@ -190,7 +191,7 @@ def build_streaming_graph(pipeline: beam.Pipeline, clock: Clock = utc_now) -> Ev
         rows, schema_dead = rows | "SyncSchemas" >> SyncSchemas(
             warehouse, schemas, options.mutation_batch_seconds, options.rewrite_drain_seconds
         )
-        dead_letters.append(schema_dead)
+        misfits.append(schema_dead)
 
     users = (
         rows
@@ -212,10 +213,20 @@ def build_streaming_graph(pipeline: beam.Pipeline, clock: Clock = utc_now) -> Ev
         | "TableRows" >> beam.Filter(lambda row: not _is_users(row))
         | "WriteRows" >> WriteWithRetries(warehouse, delays)
     )
-    dead_letters.append(refused)
-    _ = (
-        dead_letters
-        | "DeadLetters" >> beam.Flatten()
-        | "StoreDeadLetters" >> beam.ParDo(StoreDeadLetters(warehouse, default_source, clock))
+    late = (
+        (*misfits, refused)
+        | "LateDeadLetters" >> beam.Flatten()
+        | "LateDeadLettersToRows" >> beam.ParDo(DeadLettersToRows(default_source, clock))
     )
+    if warehouse.auto_table_management:
+        late, late_misfits = late | "SyncDeadLetterSchemas" >> SyncSchemas(
+            warehouse, schemas, options.mutation_batch_seconds, options.rewrite_drain_seconds
+        )
+        _ = late_misfits | "ReportLostMisfits" >> beam.Map(report_lost)
+    lost = (
+        late
+        | "WriteDeadLetters" >> WriteRows(warehouse)
+        | "LostToDeadLetters" >> beam.Map(rejected_row_dead_letter)
+    )
+    _ = lost | "ReportLostDeadLetters" >> beam.Map(report_lost)
     return model

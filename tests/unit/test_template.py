@@ -276,7 +276,7 @@ STREAMING_STEPS = {
     "UsersMicroBatches",
     "MergeUsers",
     "WriteRows",
-    "StoreDeadLetters",
+    "WriteDeadLetters",
 }
 
 
